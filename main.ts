@@ -1,0 +1,195 @@
+/**
+ * `portal`: the composition root. Loads the config, opens the database, builds the storage
+ * adapter, the app and the jobs, serves, and shuts down in reverse order. The only module with
+ * process side effects.
+ */
+import { type Config, loadConfig } from "./src/config/config.ts";
+import type { Database } from "./src/db/db.ts";
+import { openDatabase } from "./src/db/open.ts";
+import { migrate } from "./src/db/migrate.ts";
+import { createLogger, type Logger } from "./src/log/logger.ts";
+import { bootstrapAdmin } from "./src/auth/account_service.ts";
+import { loadSecretKey } from "./src/auth/secret_key.ts";
+import { Metrics } from "./src/metrics/metrics.ts";
+import { createApp } from "./src/http/app.ts";
+import { healthRoutes } from "./src/http/health_routes.ts";
+import { startServer } from "./src/http/server.ts";
+import { type CommandIo, UsageError } from "./src/cli/cli_types.ts";
+import { parseArgs } from "./src/cli/args.ts";
+import { COMMAND_USAGE, MAIN_USAGE } from "./src/cli/usage.ts";
+import {
+  tokenCreate,
+  userCreate,
+  userList,
+  type WithDatabase,
+} from "./src/cli/account_commands.ts";
+import { VERSION } from "./src/version.ts";
+
+/** Loads the config or exits 2 with every problem listed. */
+function configOrExit(env: Record<string, string | undefined>): Readonly<Config> {
+  const result = loadConfig(env);
+  if (result.ok) return result.config;
+  console.error("Cannot start: invalid configuration:");
+  for (const error of result.errors) console.error(`  ${error}`);
+  Deno.exit(2);
+}
+
+/** Opens and migrates the database for a one-shot command. */
+function databaseRunner(config: Readonly<Config>): WithDatabase {
+  return async (fn) => {
+    const db = await openDatabase(config);
+    try {
+      await migrate(db);
+      return await fn(db);
+    } finally {
+      await db.close();
+    }
+  };
+}
+
+/** Resolves when SIGINT or SIGTERM arrives. */
+function terminationSignal(): Promise<string> {
+  return new Promise((resolve) => {
+    for (const signal of ["SIGINT", "SIGTERM"] as const) {
+      Deno.addSignalListener(signal, () => resolve(signal));
+    }
+  });
+}
+
+async function openRuntime(config: Readonly<Config>, logger: Logger): Promise<Database> {
+  const started = performance.now();
+  const db = await openDatabase(config);
+  const { applied } = await migrate(db);
+  logger.info("database ready", {
+    database: db.description,
+    migrations_applied: applied,
+    duration_ms: Math.round(performance.now() - started),
+  });
+  return db;
+}
+
+async function serve(config: Readonly<Config>, logger: Logger): Promise<number> {
+  const db = await openRuntime(config, logger);
+  const secretKey = await loadSecretKey(db, config.secretKey);
+  if (db.embedded) {
+    const admin = await bootstrapAdmin(db, config.adminEmail);
+    if (admin) {
+      console.log(
+        `Created admin account: sign in as ${admin.email} with password ${admin.password}`,
+      );
+    }
+  }
+  const metrics = new Metrics();
+  const app = createApp({ config, db, logger, secretKey, metrics });
+  const server = await startServer(app.fetch, {
+    hostname: config.host,
+    port: config.port,
+    onError: (error) => logger.error("unhandled server error", { error }),
+  });
+  logger.info("listening", { url: config.publicUrl, host: server.hostname, port: server.port });
+  console.log(`Portal is running at ${config.publicUrl} (press Ctrl+C to stop)`);
+
+  const signal = await terminationSignal();
+  logger.info("shutting down", { signal });
+  await server.shutdown(config.shutdownTimeoutSeconds * 1000);
+  await db.close();
+  logger.info("stopped");
+  return 0;
+}
+
+async function worker(config: Readonly<Config>, logger: Logger): Promise<number> {
+  const db = await openRuntime(config, logger);
+  const metrics = new Metrics();
+  const health = healthRoutes({ db, metrics });
+  const server = await startServer(health.fetch, {
+    hostname: config.host,
+    port: config.workerPort,
+  });
+  logger.info("worker listening", { host: server.hostname, port: server.port });
+  const signal = await terminationSignal();
+  logger.info("shutting down", { signal });
+  await server.shutdown(config.shutdownTimeoutSeconds * 1000);
+  await db.close();
+  return 0;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const env = Deno.env.toObject();
+  const [first, second] = argv;
+  if (first === "--version" || first === "-V") {
+    console.log(`portal ${VERSION}`);
+    return 0;
+  }
+  if (first === undefined || first === "--help" || first === "-h" || first === "help") {
+    console.log(MAIN_USAGE);
+    return first === undefined ? 2 : 0;
+  }
+  const twoWord = second !== undefined && !second.startsWith("-") ? `${first} ${second}` : null;
+  const path = twoWord && COMMAND_USAGE[twoWord] !== undefined ? twoWord : first;
+  const rest = argv.slice(path.split(" ").length);
+  const usage = COMMAND_USAGE[path];
+  if (rest.includes("--help") || rest.includes("-h")) {
+    console.log(usage ?? MAIN_USAGE);
+    return usage ? 0 : 2;
+  }
+  const io: CommandIo = {
+    args: rest,
+    env,
+    stdout: (line) => console.log(line),
+    stderr: (line) => console.error(line),
+    readStdin: async () =>
+      new TextDecoder().decode(await new Response(Deno.stdin.readable).arrayBuffer()),
+  };
+  try {
+    const config = () => configOrExit(env);
+    const logger = (c: Readonly<Config>) => createLogger({ level: c.logLevel });
+    switch (path) {
+      case "serve": {
+        parseArgs(rest, {});
+        const c = config();
+        return await serve(c, logger(c));
+      }
+      case "worker": {
+        parseArgs(rest, {});
+        const c = config();
+        return await worker(c, logger(c));
+      }
+      case "migrate": {
+        parseArgs(rest, {});
+        const c = config();
+        const db = await openDatabase(c);
+        try {
+          const { applied, alreadyApplied } = await migrate(db);
+          console.log(
+            applied.length > 0
+              ? `Applied ${applied.length} migration(s): ${applied.join(", ")}`
+              : `Nothing to apply: ${alreadyApplied} migration(s) already applied`,
+          );
+        } finally {
+          await db.close();
+        }
+        return 0;
+      }
+      case "user create":
+        return await userCreate(io, databaseRunner(config()));
+      case "user list":
+        return await userList(io, databaseRunner(config()));
+      case "token create":
+        return await tokenCreate(io, databaseRunner(config()));
+      default:
+        throw new UsageError(`unknown command "${argv.join(" ")}"`);
+    }
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(`portal: ${error.message}`);
+      console.error(usage ? `\n${usage}` : `Run "portal --help" for the commands.`);
+      return 2;
+    }
+    console.error(`portal: ${error instanceof Error ? error.message : String(error)}`);
+    return 1;
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

@@ -1,0 +1,203 @@
+/**
+ * Accounts: users, browser sessions, API tokens and the login rate limit. Route handlers and
+ * the CLI call these; SQL lives in the `*_repo.ts` files beside this one.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import type { Database } from "../db/db.ts";
+import { newId } from "../db/ids.ts";
+import { DUMMY_HASH, generatePassword, hashPassword, verifyPassword } from "./passwords.ts";
+import { countUsers, findUserByEmail, insertUser, listUsers, type User } from "./users_repo.ts";
+import {
+  deleteSession,
+  findSession,
+  insertSession,
+  type SessionWithUser,
+} from "./sessions_repo.ts";
+import { findUserByTokenHash, insertToken, revokeToken } from "./tokens_repo.ts";
+import { countRecentFailures, recordLoginAttempt } from "./login_attempts_repo.ts";
+
+export type { User } from "./users_repo.ts";
+export type { SessionWithUser } from "./sessions_repo.ts";
+
+/** Login rate limit: failures allowed per window, per account and per client address. */
+export const LOGIN_LIMITS = { windowMinutes: 15, perAccount: 5, perAddress: 20 } as const;
+
+/** A problem with account input the caller shows to the user. */
+export class AccountError extends Error {
+  constructor(
+    readonly code: "invalid_email" | "weak_password" | "email_taken" | "unknown_user",
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Normalizes and checks an email address. */
+export function normalizeEmail(email: string): string {
+  const value = email.trim().toLowerCase();
+  if (value.length > 254 || !/^[^\s@]+@[^\s@]+$/.test(value)) {
+    throw new AccountError("invalid_email", `Cannot use email "${email}": not an email address`);
+  }
+  return value;
+}
+
+/** Creates a user (password at least 8 characters). */
+export async function createUser(
+  db: Database,
+  input: { email: string; password: string; isAdmin?: boolean },
+): Promise<User> {
+  const email = normalizeEmail(input.email);
+  if (input.password.length < 8) {
+    throw new AccountError(
+      "weak_password",
+      "Cannot create user: the password needs at least 8 characters",
+    );
+  }
+  const user = await insertUser(db.sql, {
+    id: newId(),
+    email,
+    passwordHash: await hashPassword(input.password),
+    isAdmin: input.isAdmin ?? false,
+  });
+  if (!user) {
+    throw new AccountError("email_taken", `Cannot create user "${email}": the email is taken`);
+  }
+  return user;
+}
+
+/** Lists users. */
+export function listAllUsers(db: Database): Promise<User[]> {
+  return listUsers(db.sql);
+}
+
+/** Outcome of a login attempt. */
+export type LoginResult =
+  | { ok: true; user: User }
+  | { ok: false; reason: "invalid" }
+  | { ok: false; reason: "rate_limited"; retryAfterSeconds: number };
+
+/**
+ * Checks credentials under the rate limit. Unknown accounts cost the same time as known ones.
+ *
+ * @example
+ * const result = await authenticate(db, { email, password, address: "203.0.113.9" });
+ */
+export async function authenticate(
+  db: Database,
+  input: { email: string; password: string; address: string; now?: Date },
+): Promise<LoginResult> {
+  const email = input.email.trim().toLowerCase().slice(0, 254);
+  const now = input.now ?? new Date();
+  const since = new Date(now.getTime() - LOGIN_LIMITS.windowMinutes * 60_000);
+  const failures = await countRecentFailures(db.sql, { email, address: input.address, since });
+  if (
+    failures.byEmail >= LOGIN_LIMITS.perAccount || failures.byAddress >= LOGIN_LIMITS.perAddress
+  ) {
+    return {
+      ok: false,
+      reason: "rate_limited",
+      retryAfterSeconds: LOGIN_LIMITS.windowMinutes * 60,
+    };
+  }
+  const user = await findUserByEmail(db.sql, email);
+  const valid = await verifyPassword(input.password, user?.passwordHash ?? DUMMY_HASH);
+  const succeeded = valid && user !== null && user.isActive;
+  await recordLoginAttempt(db.sql, { email, address: input.address, succeeded });
+  if (!succeeded || !user) return { ok: false, reason: "invalid" };
+  const { passwordHash: _hash, ...plain } = user;
+  return { ok: true, user: plain };
+}
+
+/** SHA-256 hex, used to store session ids and tokens without storing the secrets. */
+export function sha256Hex(value: string): string {
+  return createHash("sha256").update(value).digest("hex");
+}
+
+/** Starts a browser session; returns the cookie value (shown to the browser only). */
+export async function startSession(
+  db: Database,
+  input: { userId: string; ttlHours: number; now?: Date },
+): Promise<{ cookieValue: string; csrfToken: string; expiresAt: Date }> {
+  const cookieValue = randomBytes(32).toString("base64url");
+  const csrfToken = randomBytes(24).toString("base64url");
+  const expiresAt = new Date((input.now ?? new Date()).getTime() + input.ttlHours * 3_600_000);
+  await insertSession(db.sql, {
+    sessionHash: sha256Hex(cookieValue),
+    userId: input.userId,
+    csrfToken,
+    expiresAt,
+  });
+  return { cookieValue, csrfToken, expiresAt };
+}
+
+/** Resolves a session cookie to its session and user, or null. */
+export async function resolveSession(
+  db: Database,
+  cookieValue: string,
+): Promise<SessionWithUser | null> {
+  if (cookieValue.length < 20 || cookieValue.length > 100) return null;
+  return await findSession(db.sql, sha256Hex(cookieValue));
+}
+
+/** Ends a session (logout). */
+export async function endSession(db: Database, cookieValue: string): Promise<void> {
+  await deleteSession(db.sql, sha256Hex(cookieValue));
+}
+
+const TOKEN_PREFIX = "ptk_";
+
+/** Creates an API token for a user; the token is returned once and only its hash is stored. */
+export async function createApiToken(
+  db: Database,
+  input: { email: string; name?: string },
+): Promise<{ id: string; token: string; user: User }> {
+  const email = normalizeEmail(input.email);
+  const user = await findUserByEmail(db.sql, email);
+  if (!user) throw new AccountError("unknown_user", `Cannot create token: no user "${email}"`);
+  const token = TOKEN_PREFIX + randomBytes(32).toString("base64url");
+  const id = newId();
+  await insertToken(db.sql, {
+    id,
+    userId: user.id,
+    name: (input.name ?? "").slice(0, 200),
+    tokenHash: sha256Hex(token),
+    tokenPrefix: token.slice(0, TOKEN_PREFIX.length + 6),
+  });
+  const { passwordHash: _hash, ...plain } = user;
+  return { id, token, user: plain };
+}
+
+/** Resolves a bearer token to its user, or null (unknown, revoked, or inactive user). */
+export async function resolveApiToken(db: Database, token: string): Promise<User | null> {
+  if (!token.startsWith(TOKEN_PREFIX) || token.length > 200) return null;
+  return await findUserByTokenHash(db.sql, sha256Hex(token));
+}
+
+/** Revokes a token by id. */
+export function revokeApiToken(db: Database, tokenId: string): Promise<boolean> {
+  return revokeToken(db.sql, tokenId);
+}
+
+/**
+ * Creates the first admin when there are no users yet; returns its credentials once, or null.
+ * Serialized by an advisory lock so two replicas starting together create one admin.
+ */
+export async function bootstrapAdmin(
+  db: Database,
+  email: string,
+): Promise<{ email: string; password: string } | null> {
+  if (await countUsers(db.sql) > 0) return null;
+  const password = generatePassword();
+  const passwordHash = await hashPassword(password);
+  const created = await db.sql.begin(async (tx) => {
+    await tx`SELECT pg_advisory_xact_lock(${9_000_001})`;
+    if (await countUsers(tx) > 0) return null;
+    return await insertUser(tx, {
+      id: newId(),
+      email: normalizeEmail(email),
+      passwordHash,
+      isAdmin: true,
+    });
+  });
+  return created ? { email: created.email, password } : null;
+}

@@ -1,0 +1,17 @@
+/**
+ * The migrations, embedded in the module graph so the compiled binary carries them.
+ * Add a new file to `migrations/` and a line here; `tests/migrate_test.ts` checks the two agree.
+ */
+import m0001 from "../../migrations/0001_init.sql" with { type: "text" };
+
+/** One forward-only migration. */
+export interface Migration {
+  version: string;
+  name: string;
+  sql: string;
+}
+
+/** Every migration, in the order they apply. */
+export const MIGRATIONS: readonly Migration[] = [
+  { version: "0001", name: "0001_init.sql", sql: m0001 },
+];

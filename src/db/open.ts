@@ -1,0 +1,12 @@
+/** Opens the configured database: a Postgres server, or the embedded PGlite. */
+import type { Config } from "../config/config.ts";
+import { createServerDatabase, type Database } from "./db.ts";
+import { openEmbeddedDatabase } from "./embedded.ts";
+
+/** Opens the database named by `config` (embedded when DATABASE_URL is unset). */
+export async function openDatabase(config: Readonly<Config>): Promise<Database> {
+  if (config.databaseUrl !== null) {
+    return createServerDatabase(config.databaseUrl, { max: config.dbPoolSize });
+  }
+  return await openEmbeddedDatabase(config.dataDir);
+}

@@ -1,0 +1,38 @@
+/**
+ * The route table, written by hand: one sub-app per URL area.
+ *
+ *   /healthz /readyz /metrics   health_routes.ts
+ *   /static/*                   static_routes.ts
+ *   /login /logout              routes/login.tsx
+ *   /                           routes/home.tsx
+ *   /api/v1/*                   bearer token (account_api_routes.ts, ...)
+ */
+import { Hono } from "hono";
+import type { AppDeps, AppEnv } from "./context.ts";
+import { handleError, handleNotFound } from "./errors.ts";
+import { loadSession, requestContext, requireToken } from "./middleware.ts";
+import { healthRoutes } from "./health_routes.ts";
+import { staticRoutes } from "./static_routes.ts";
+import { accountApiRoutes } from "./account_api_routes.ts";
+import { loginRoutes } from "../../routes/login.tsx";
+import { homeRoutes } from "../../routes/home.tsx";
+
+/** Builds the web app. */
+export function createApp(deps: AppDeps): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  app.onError(handleError);
+  app.notFound(handleNotFound);
+  app.use("*", requestContext(deps));
+  app.route("/", healthRoutes(deps));
+  app.route("/", staticRoutes());
+  app.use("*", loadSession(deps));
+
+  const api = new Hono<AppEnv>();
+  api.use("*", requireToken(deps));
+  api.route("/", accountApiRoutes(deps));
+  app.route("/api/v1", api);
+
+  app.route("/", loginRoutes(deps));
+  app.route("/", homeRoutes(deps));
+  return app;
+}

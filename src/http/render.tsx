@@ -1,0 +1,37 @@
+/** Server-side rendering of Preact pages into full HTML documents. */
+import type { Context } from "hono";
+import type { ComponentChildren } from "preact";
+import { renderToString } from "preact-render-to-string";
+import { Layout } from "../../routes/_layout.tsx";
+import type { AppEnv } from "./context.ts";
+
+/** Options for `renderPage`. */
+export interface RenderOptions {
+  status?: number;
+  title?: string;
+  /** Load the islands bundle (only pages with islands ship JavaScript). */
+  islands?: boolean;
+}
+
+/** Renders `body` inside the layout as an HTML response. */
+export function renderPage(
+  c: Context<AppEnv>,
+  body: ComponentChildren,
+  options: RenderOptions = {},
+): Response {
+  const user = c.get("user") ?? null;
+  const csrfToken = c.get("session")?.csrfToken ?? null;
+  const html = renderToString(
+    <Layout
+      title={options.title ?? "Portal"}
+      user={user}
+      csrfToken={csrfToken}
+      islands={options.islands ?? false}
+    >
+      {body}
+    </Layout>,
+  );
+  c.header("Cache-Control", "no-store");
+  // deno-lint-ignore no-explicit-any -- Hono types status as a literal union
+  return c.html(`<!doctype html>${html}`, (options.status ?? 200) as any);
+}
