@@ -1,7 +1,7 @@
 /**
  * The database handle every other folder receives: a postgres.js pool plus the few things that
  * differ between a Postgres server and the embedded PGlite (NOTIFY wake-ups, advisory locks).
- * Callers never branch on `embedded`; they call `notify`, `listen` and `tryWithLock`.
+ * Callers never branch on `embedded`; they call `listen`, `tryWithLock` and `withLock`.
  */
 import postgres from "postgres";
 
@@ -28,11 +28,11 @@ export interface Database {
   /** Describes the target without secrets, for logs. */
   description: string;
   /**
-   * Wakes listeners on `channel` once `tx` commits. Must be called inside a transaction: on a
-   * server it is `pg_notify`, which Postgres delivers only if the transaction commits.
+   * Subscribes to `channel` (senders call `pg_notify` inside their transaction, so Postgres
+   * delivers only on commit); `onListen` runs after each (re)connect so callers can rescan.
+   * Embedded: PGlite does not pass notifications between socket connections, so listeners are
+   * woken by a short in-process poll instead; a wake-up is only a hint, the table is the truth.
    */
-  notify(tx: Queryable, channel: string, payload?: string): Promise<void>;
-  /** Subscribes to `channel`; `onListen` runs after each (re)connect so callers can rescan. */
   listen(
     channel: string,
     onNotify: (payload: string) => void,
@@ -74,9 +74,6 @@ export function createServerDatabase(url: string, options: ServerDatabaseOptions
     sql,
     embedded: false,
     description: options.description ?? `postgres://${parsed.host}${parsed.pathname}`,
-    async notify(tx, channel, payload = "") {
-      await tx`SELECT pg_notify(${channel}, ${payload})`;
-    },
     async listen(channel, onNotify, onListen) {
       const { unlisten } = await sql.listen(channel, onNotify, onListen);
       return { unlisten };

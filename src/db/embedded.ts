@@ -4,7 +4,8 @@
  *
  * PGlite is one Postgres backend shared by every socket connection, so two things differ
  * from a server and are hidden here: advisory locks are taken in-process (all connections
- * share one session, where they would always succeed), and NOTIFY is an in-process signal.
+ * share one session, where they would always succeed), and LISTEN is a short in-process poll
+ * (PGlite does not route a NOTIFY from one socket connection to another).
  * The embedded mode is single-process; a pid file refuses a second process on the same folder.
  */
 import { PGlite } from "@electric-sql/pglite";
@@ -13,6 +14,9 @@ import postgres from "postgres";
 import { join } from "node:path";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { type Database, LOCK_BUSY } from "./db.ts";
+
+/** How often embedded listeners are woken (there is no cross-connection NOTIFY in PGlite). */
+const EMBEDDED_WAKE_MS = 200;
 
 /** Options for `openEmbeddedDatabase`. */
 export interface EmbeddedOptions {
@@ -62,7 +66,6 @@ export async function openEmbeddedDatabase(
       // PGlite over the socket does not support cancel requests or SSL.
       ssl: false,
     });
-    const signals = new EventTarget();
     const locks = new Set<number>();
     const waiters = new Map<number, (() => void)[]>();
     const pgInstance = pg;
@@ -79,19 +82,12 @@ export async function openEmbeddedDatabase(
       sql,
       embedded: true,
       description: `embedded PGlite in ${dir}`,
-      notify(_tx, channel, payload = "") {
-        // Wake after the caller's transaction has had time to commit; a wake-up for a
-        // transaction that rolled back finds nothing, which is harmless (the table is the truth).
-        setTimeout(() => signals.dispatchEvent(new CustomEvent(channel, { detail: payload })), 5);
-        return Promise.resolve();
-      },
-      listen(channel, onNotify, onListen) {
-        const handler = (event: Event) => onNotify(String((event as CustomEvent).detail ?? ""));
-        signals.addEventListener(channel, handler);
+      listen(_channel, onNotify, onListen) {
+        const timer = setInterval(() => onNotify(""), EMBEDDED_WAKE_MS);
         onListen?.();
         return Promise.resolve({
           unlisten() {
-            signals.removeEventListener(channel, handler);
+            clearInterval(timer);
             return Promise.resolve();
           },
         });
