@@ -1,0 +1,150 @@
+/**
+ * A real S3-protocol server for tests: s3rver in-process on 127.0.0.1, a free port, a temp
+ * directory and a fresh bucket.
+ *
+ * s3rver 3.7.1 lacks two operations Portal relies on, AbortMultipartUpload (it answers 405)
+ * and ListMultipartUploads (501). `startS3rver` adds both on top of s3rver's own on-disk
+ * layout (`<dir>/<bucket>/._S3rver_uploads/<uploadId>/`), so the adapters speak plain S3
+ * and the tests can check that no multipart upload is left behind.
+ */
+import S3rver from "s3rver";
+import { join } from "node:path";
+
+/** A running s3rver and what a client needs to reach it. */
+export interface TestS3 {
+  endpointUrl: string;
+  bucket: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  /** s3rver's data directory, to inspect what is really stored. */
+  directory: string;
+  /** Ids of the multipart uploads s3rver still holds for the bucket. */
+  pendingUploads(): Promise<string[]>;
+  stop(): Promise<void>;
+}
+
+interface KoaContext {
+  method: string;
+  path: string;
+  query: Record<string, string | string[] | undefined>;
+  status: number;
+  type: string;
+  body: unknown;
+}
+
+type Middleware = (ctx: KoaContext, next: () => Promise<void>) => Promise<void>;
+
+interface S3rverServer {
+  middleware: Middleware[];
+  httpServer?: { closeAllConnections?: () => void };
+  run(): Promise<{ port: number }>;
+  close(): Promise<void>;
+}
+
+type S3rverConstructor = new (options: Record<string, unknown>) => S3rverServer;
+
+/** s3rver's hardcoded account. */
+const CREDENTIALS = { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" };
+
+/** Starts s3rver with an empty bucket; `stop()` closes it and removes its directory. */
+export async function startS3rver(): Promise<TestS3> {
+  const directory = await Deno.makeTempDir({ prefix: "portal-s3rver-" });
+  const bucket = `portal-test-${crypto.randomUUID().slice(0, 8)}`;
+  const server = new (S3rver as unknown as S3rverConstructor)({
+    address: "127.0.0.1",
+    port: 0,
+    silent: true,
+    directory,
+    configureBuckets: [{ name: bucket }],
+  });
+  // Before the router, which is s3rver's last middleware.
+  server.middleware.splice(server.middleware.length - 1, 0, multipartExtensions(directory));
+  let port: number;
+  try {
+    ({ port } = await server.run());
+  } catch (error) {
+    await Deno.remove(directory, { recursive: true });
+    throw error;
+  }
+  return {
+    endpointUrl: `http://127.0.0.1:${port}`,
+    bucket,
+    ...CREDENTIALS,
+    directory,
+    async pendingUploads() {
+      return await listUploads(directory, bucket);
+    },
+    async stop() {
+      // fetch() and the SDK keep connections alive; close() alone would wait for them.
+      const closed = server.close();
+      server.httpServer?.closeAllConnections?.();
+      await closed;
+      await Deno.remove(directory, { recursive: true });
+    },
+  };
+}
+
+function uploadsDir(directory: string, bucket: string): string {
+  return join(directory, bucket, "._S3rver_uploads");
+}
+
+async function listUploads(directory: string, bucket: string): Promise<string[]> {
+  const ids: string[] = [];
+  try {
+    for await (const entry of Deno.readDir(uploadsDir(directory, bucket))) {
+      if (entry.isDirectory) ids.push(entry.name);
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  return ids.sort();
+}
+
+function multipartExtensions(directory: string): Middleware {
+  return async function multipartExtensions(ctx, next) {
+    // Path-style only; the SDK sends bucket-level requests as "/<bucket>/?uploads".
+    const match = /^\/([^/]+)(?:\/(.*))?$/.exec(ctx.path);
+    const bucket = match?.[1];
+    if (bucket === undefined || /[^A-Za-z0-9.-]/.test(bucket)) return await next();
+    const uploadId = ctx.query.uploadId;
+    if (ctx.method === "DELETE" && match?.[2] && typeof uploadId === "string") {
+      // AbortMultipartUpload
+      if (!/^[0-9a-f]+$/.test(uploadId)) return xmlError(ctx, 404, "NoSuchUpload");
+      try {
+        await Deno.remove(join(uploadsDir(directory, bucket), uploadId), { recursive: true });
+      } catch (error) {
+        if (error instanceof Deno.errors.NotFound) return xmlError(ctx, 404, "NoSuchUpload");
+        throw error;
+      }
+      ctx.status = 204;
+      ctx.body = "";
+      return;
+    }
+    if (ctx.method === "GET" && !match?.[2] && "uploads" in ctx.query) {
+      // ListMultipartUploads
+      const uploads = [];
+      for (const id of await listUploads(directory, bucket)) {
+        const key = await Deno.readTextFile(join(uploadsDir(directory, bucket), id, "key"));
+        uploads.push(`<Upload><Key>${escapeXml(key)}</Key><UploadId>${id}</UploadId></Upload>`);
+      }
+      ctx.status = 200;
+      ctx.type = "application/xml";
+      ctx.body = `<?xml version="1.0" encoding="UTF-8"?>\n<ListMultipartUploadsResult>` +
+        `<Bucket>${escapeXml(bucket)}</Bucket><IsTruncated>false</IsTruncated>` +
+        `${uploads.join("")}</ListMultipartUploadsResult>`;
+      return;
+    }
+    await next();
+  };
+}
+
+function xmlError(ctx: KoaContext, status: number, code: string): void {
+  ctx.status = status;
+  ctx.type = "application/xml";
+  ctx.body = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code>` +
+    `<Message>${code}</Message></Error>`;
+}
+
+function escapeXml(value: string): string {
+  return value.replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`);
+}
