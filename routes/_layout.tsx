@@ -19,6 +19,7 @@ export function Layout({ title, user, csrfToken, islands, children }: LayoutProp
         <meta charset="utf-8" />
         <meta name="viewport" content="width=device-width, initial-scale=1" />
         <title>{title === "Portal" ? "Portal" : `${title} · Portal`}</title>
+        <link rel="icon" href="data:," />
         <link rel="stylesheet" href="/static/portal.css" />
         {csrfToken && <meta name="csrf-token" content={csrfToken} />}
       </head>

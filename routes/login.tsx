@@ -2,6 +2,7 @@
 import { type Context, Hono } from "hono";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import { bodyLimit } from "hono/body-limit";
+import { HTTPException } from "hono/http-exception";
 import { createHmac, randomBytes } from "node:crypto";
 import { authenticate, endSession, startSession } from "../src/auth/account_service.ts";
 import type { AppDeps, AppEnv } from "../src/http/context.ts";
@@ -58,6 +59,20 @@ function signLoginToken(secretKey: string, nonce: string): string {
   return createHmac("sha256", secretKey).update(`login-csrf:${nonce}`).digest("base64url");
 }
 
+/** Parses the posted form; a body that is not form data is a 400, not a 500. */
+async function readForm(c: Context<AppEnv>): Promise<Record<string, unknown>> {
+  try {
+    return await c.req.parseBody();
+  } catch (error) {
+    if (error instanceof HTTPException || error instanceof HttpError) throw error;
+    throw new HttpError(
+      400,
+      "malformed_form",
+      "Cannot read the form: the body is not valid form data",
+    );
+  }
+}
+
 /** Routes for signing in and out. */
 export function loginRoutes(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
@@ -89,7 +104,7 @@ export function loginRoutes(deps: AppDeps): Hono<AppEnv> {
   });
 
   app.post("/login", bodyLimit({ maxSize: 16 * 1024 }), async (c) => {
-    const form = await c.req.parseBody();
+    const form = await readForm(c);
     const nonce = getCookie(c, LOGIN_CSRF_COOKIE);
     const given = typeof form.csrf_token === "string" ? form.csrf_token : "";
     if (!nonce || !safeEqual(signLoginToken(deps.secretKey, nonce), given)) {
@@ -139,7 +154,7 @@ export function loginRoutes(deps: AppDeps): Hono<AppEnv> {
   });
 
   app.post("/logout", bodyLimit({ maxSize: 16 * 1024 }), async (c) => {
-    const form = await c.req.parseBody();
+    const form = await readForm(c);
     const cookie = getCookie(c, SESSION_COOKIE);
     if (cookie && c.get("session")) {
       checkCsrf(c, typeof form.csrf_token === "string" ? form.csrf_token : undefined);

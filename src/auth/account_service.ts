@@ -14,7 +14,12 @@ import {
   type SessionWithUser,
 } from "./sessions_repo.ts";
 import { findUserByTokenHash, insertToken, revokeToken } from "./tokens_repo.ts";
-import { countRecentFailures, recordLoginAttempt } from "./login_attempts_repo.ts";
+import {
+  countRecentFailures,
+  deleteLoginAttempt,
+  insertLoginAttempt,
+  markLoginAttemptSucceeded,
+} from "./login_attempts_repo.ts";
 
 export type { User } from "./users_repo.ts";
 export type { SessionWithUser } from "./sessions_repo.ts";
@@ -89,10 +94,19 @@ export async function authenticate(
   const email = input.email.trim().toLowerCase().slice(0, 254);
   const now = input.now ?? new Date();
   const since = new Date(now.getTime() - LOGIN_LIMITS.windowMinutes * 60_000);
-  const failures = await countRecentFailures(db.sql, { email, address: input.address, since });
+  // Recorded as a failure first and counted against the attempts before it: parallel guesses
+  // cannot all pass the check before any of them is recorded.
+  const attemptId = await insertLoginAttempt(db.sql, { email, address: input.address });
+  const failures = await countRecentFailures(db.sql, {
+    email,
+    address: input.address,
+    since,
+    beforeId: attemptId,
+  });
   if (
     failures.byEmail >= LOGIN_LIMITS.perAccount || failures.byAddress >= LOGIN_LIMITS.perAddress
   ) {
+    await deleteLoginAttempt(db.sql, attemptId);
     return {
       ok: false,
       reason: "rate_limited",
@@ -102,7 +116,7 @@ export async function authenticate(
   const user = await findUserByEmail(db.sql, email);
   const valid = await verifyPassword(input.password, user?.passwordHash ?? DUMMY_HASH);
   const succeeded = valid && user !== null && user.isActive;
-  await recordLoginAttempt(db.sql, { email, address: input.address, succeeded });
+  if (succeeded) await markLoginAttemptSucceeded(db.sql, attemptId);
   if (!succeeded || !user) return { ok: false, reason: "invalid" };
   const { passwordHash: _hash, ...plain } = user;
   return { ok: true, user: plain };

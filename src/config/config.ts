@@ -125,9 +125,12 @@ class Reader {
   }
 }
 
-/** Hides a password inside a URL so it can be shown in an error message. */
+/**
+ * Hides a password inside a URL so it can be shown in an error message. Greedy up to the last
+ * "@": an unencoded "@" or "/" in the password must not leave a piece of it visible.
+ */
 function redactUrl(value: string): string {
-  return value.replace(/\/\/([^:/@]+):[^@/]*@/, "//$1:***@");
+  return value.replace(/\/\/([^:/@]+):.*@/, "//$1:***@");
 }
 
 const MIME_PATTERN = /^[a-z0-9][a-z0-9!#$&^_.+-]*\/(\*|[a-z0-9][a-z0-9!#$&^_.+-]*)$/;

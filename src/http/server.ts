@@ -1,6 +1,13 @@
 /**
- * Runs a fetch handler on `Deno.serve` and shuts it down gracefully: stop accepting, let
- * in-flight requests finish for at most `timeoutMs`, then close what is left.
+ * Runs a fetch handler on `Deno.serve` and shuts it down gracefully: let in-flight requests
+ * finish for at most `timeoutMs`, then stop accepting and close what is left.
+ *
+ * Deno 2.9's `HttpServer.shutdown()` makes every in-flight request body unreadable at once
+ * (BadResource, denoland/deno#36809), which would turn an upload caught by SIGTERM into a
+ * 500. So shutdown drains first: requests already running finish with their bodies intact,
+ * requests arriving meanwhile get a 503 with `Connection: close` (a load balancer retries them
+ * elsewhere), and only when nothing is in flight is `Deno.serve` shut down, which closes the
+ * listener so new connections are refused.
  */
 
 /** A running server. */
@@ -8,20 +15,50 @@ export interface RunningServer {
   /** The port actually bound (useful with port 0). */
   port: number;
   hostname: string;
-  /** Stops accepting and waits for in-flight requests, at most `timeoutMs`. */
+  /** Drains in-flight requests (at most `timeoutMs`), then stops accepting and closes. */
   shutdown(timeoutMs: number): Promise<void>;
   /** Resolves when the server has stopped. */
   finished: Promise<void>;
 }
 
+type Handler = (
+  request: Request,
+  info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+) => Response | Promise<Response>;
+
+/** The answer to a request that arrives while the server drains. */
+function shuttingDown(): Response {
+  return new Response(
+    JSON.stringify({
+      error: { code: "shutting_down", message: "Server is shutting down: retry the request" },
+    }),
+    {
+      status: 503,
+      headers: { "content-type": "application/json", "connection": "close", "retry-after": "1" },
+    },
+  );
+}
+
 /** Starts serving `handler` on `hostname:port`. */
 export function startServer(
-  handler: (
-    request: Request,
-    info: Deno.ServeHandlerInfo<Deno.NetAddr>,
-  ) => Response | Promise<Response>,
+  handler: Handler,
   options: { hostname: string; port: number; onError?: (error: unknown) => void },
 ): Promise<RunningServer> {
+  let inFlight = 0;
+  let draining = false;
+  let onIdle: (() => void) | null = null;
+
+  const tracked: Handler = async (request, info) => {
+    if (draining) return shuttingDown();
+    inFlight++;
+    try {
+      return await handler(request, info);
+    } finally {
+      inFlight--;
+      if (inFlight === 0) onIdle?.();
+    }
+  };
+
   return new Promise((resolve, reject) => {
     let server: Deno.HttpServer<Deno.NetAddr>;
     try {
@@ -36,15 +73,19 @@ export function startServer(
               return server.finished;
             },
             async shutdown(timeoutMs: number) {
-              const controller = new AbortController();
-              const timer = setTimeout(() => controller.abort(), timeoutMs);
+              let timer: ReturnType<typeof setTimeout> | undefined;
+              const expired = new Promise<void>((done) => {
+                timer = setTimeout(done, timeoutMs);
+              });
               try {
-                await Promise.race([
-                  server.shutdown(),
-                  new Promise<void>((done) =>
-                    controller.signal.addEventListener("abort", () => done())
-                  ),
-                ]);
+                draining = true;
+                if (inFlight > 0) {
+                  await Promise.race([
+                    new Promise<void>((done) => (onIdle = done)),
+                    expired,
+                  ]);
+                }
+                await Promise.race([server.shutdown(), expired]);
               } finally {
                 clearTimeout(timer);
               }
@@ -61,7 +102,7 @@ export function startServer(
             },
           );
         },
-      }, handler);
+      }, tracked);
     } catch (error) {
       reject(error);
     }
