@@ -1,0 +1,255 @@
+/**
+ * Webhook delivery figures (SPEC §5 Delivery; targets: commit-to-arrival p50 < 50 ms and
+ * p99 < 250 ms, at least 1,000 deliveries/s with 2 workers), on a fresh Postgres database with
+ * a receiver process and worker processes on loopback:
+ *   (a) latency: 500 events emitted one by one, each in its own transaction stamped with its
+ *       commit time, one worker process;
+ *   (b) throughput: 20,000 pending events to 2 endpoints (40,000 deliveries) drained by 1 and by
+ *       2 worker processes, with each worker's RSS at the start and the end of draining.
+ *
+ * `deno run -A bench/delivery.ts` (or `deno task bench`). BENCH_DATABASE_URL names the server
+ * (default postgres://postgres@127.0.0.1:5432/postgres); BENCH_EVENTS and BENCH_LATENCY_EVENTS
+ * change the sizes.
+ */
+import postgres from "postgres";
+import { createServerDatabase, type Database } from "../src/db/db.ts";
+import { migrate } from "../src/db/migrate.ts";
+import { emitEvent } from "../src/outbox/emit.ts";
+import { addEndpoint } from "../src/webhooks/endpoint_service.ts";
+
+const SERVER_URL = Deno.env.get("BENCH_DATABASE_URL") ??
+  "postgres://postgres@127.0.0.1:5432/postgres";
+const THROUGHPUT_EVENTS = Number(Deno.env.get("BENCH_EVENTS") ?? 20_000);
+const LATENCY_EVENTS = Number(Deno.env.get("BENCH_LATENCY_EVENTS") ?? 500);
+const WORKER = new URL("../tests/fixtures/delivery_worker.ts", import.meta.url).pathname;
+const RECEIVER = new URL("./delivery_receiver.ts", import.meta.url).pathname;
+
+interface ReceiverStats {
+  count: number;
+  unique: number;
+  first: number;
+  last: number;
+  perPath: Record<string, number>;
+  latency: { n: number; p50: number | null; p90: number | null; p99: number | null; max: number };
+}
+
+/** A process started by the bench, with its stdout lines as JSON objects. */
+interface Proc {
+  child: Deno.ChildProcess;
+  lines: Record<string, unknown>[];
+  next(predicate: (line: Record<string, unknown>) => boolean): Promise<Record<string, unknown>>;
+}
+
+function startProcess(script: string, env: Record<string, string>): Proc {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", script],
+    env,
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const lines: Record<string, unknown>[] = [];
+  const waiters: {
+    predicate: (l: Record<string, unknown>) => boolean;
+    resolve: (l: Record<string, unknown>) => void;
+  }[] = [];
+  (async () => {
+    let buffer = "";
+    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+      buffer += chunk;
+      let newline;
+      while ((newline = buffer.indexOf("\n")) >= 0) {
+        const text = buffer.slice(0, newline);
+        buffer = buffer.slice(newline + 1);
+        try {
+          const line = JSON.parse(text);
+          lines.push(line);
+          for (const waiter of waiters.filter((w) => w.predicate(line))) {
+            waiters.splice(waiters.indexOf(waiter), 1);
+            waiter.resolve(line);
+          }
+        } catch {
+          // not a JSON line
+        }
+      }
+    }
+  })();
+  return {
+    child,
+    lines,
+    next(predicate) {
+      const found = lines.find(predicate);
+      if (found) return Promise.resolve(found);
+      return new Promise((resolve) => waiters.push({ predicate, resolve }));
+    },
+  };
+}
+
+async function stopProcess(proc: Proc): Promise<Record<string, unknown>> {
+  const stopped = proc.next((l) => "stopped" in l);
+  proc.child.kill("SIGTERM");
+  await proc.child.status;
+  return await Promise.race([stopped, Promise.resolve({})]);
+}
+
+async function createBenchDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
+  const name = `portal_bench_delivery_${crypto.randomUUID().slice(0, 8)}`;
+  const admin = postgres(SERVER_URL, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`CREATE DATABASE "${name}"`);
+  await admin.end();
+  const url = new URL(SERVER_URL);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    async drop() {
+      const admin = postgres(SERVER_URL, { max: 1, onnotice: () => {} });
+      await admin.unsafe(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+      await admin.end();
+    },
+  };
+}
+
+async function stats(base: string): Promise<ReceiverStats> {
+  return await (await fetch(`${base}/stats`)).json();
+}
+
+async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+function workerEnv(url: string, id: string): Record<string, string> {
+  return {
+    DATABASE_URL: url,
+    PORTAL_WEBHOOK_ALLOW_PRIVATE: "true",
+    PORTAL_DB_POOL_SIZE: "6",
+    WORKER_ID: id,
+    REPORT_RSS_MS: "250",
+  };
+}
+
+const mib = (bytes: unknown) => `${(Number(bytes) / 1048576).toFixed(0)} MiB`;
+
+async function latencyRun(db: Database, url: string, receiverBase: string): Promise<string[]> {
+  await fetch(`${receiverBase}/reset`, { method: "POST" });
+  const worker = startProcess(WORKER, workerEnv(url, "latency"));
+  await worker.next((l) => l.ready === true);
+  await new Promise((resolve) => setTimeout(resolve, 500)); // LISTEN established
+  for (let i = 0; i < LATENCY_EVENTS; i++) {
+    await db.sql.begin(async (tx) => {
+      await emitEvent(tx, {
+        aggregateType: "UploadFile",
+        aggregateId: crypto.randomUUID(),
+        eventType: "file.stored",
+        // The last statement before COMMIT: the stamp is the commit time to within a round trip.
+        payload: { n: i, committed_at: performance.timeOrigin + performance.now() },
+      });
+    });
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  await waitFor(
+    "latency deliveries",
+    async () => (await stats(receiverBase)).count >= LATENCY_EVENTS,
+    60_000,
+  );
+  await stopProcess(worker);
+  const { latency } = await stats(receiverBase);
+  return [
+    `(a) commit-to-arrival latency, ${latency.n} events one by one, 1 worker:`,
+    `    p50 ${latency.p50?.toFixed(1)} ms (target < 50), p90 ${latency.p90?.toFixed(1)} ms, ` +
+    `p99 ${latency.p99?.toFixed(1)} ms (target < 250), max ${latency.max.toFixed(1)} ms`,
+  ];
+}
+
+async function throughputRun(
+  db: Database,
+  url: string,
+  receiverBase: string,
+  workers: number,
+): Promise<string[]> {
+  await db.sql`TRUNCATE outbox_event CASCADE`;
+  await fetch(`${receiverBase}/reset`, { method: "POST" });
+  for (let start = 0; start < THROUGHPUT_EVENTS; start += 1000) {
+    await db.sql.begin(async (tx) => {
+      for (let i = start; i < Math.min(THROUGHPUT_EVENTS, start + 1000); i++) {
+        await emitEvent(tx, {
+          aggregateType: "UploadFile",
+          aggregateId: crypto.randomUUID(),
+          eventType: "file.stored",
+          payload: { n: i, original_filename: `file-${i}.pdf`, size_bytes: 1024 * i },
+        });
+      }
+    });
+  }
+  const expected = THROUGHPUT_EVENTS * 2;
+  const started = performance.now();
+  const procs = Array.from(
+    { length: workers },
+    (_, i) => startProcess(WORKER, workerEnv(url, `throughput-${i}`)),
+  );
+  await waitFor(
+    "every delivery",
+    async () => {
+      const [row] = await db.sql<{ count: number }[]>`
+        SELECT count(*)::int AS count FROM outbox_event WHERE status <> 'delivered'`;
+      return row?.count === 0;
+    },
+    600_000,
+  );
+  const drainedMs = performance.now() - started;
+  const finals = await Promise.all(procs.map(stopProcess));
+  const s = await stats(receiverBase);
+  const arrivalSeconds = (s.last - s.first) / 1000;
+  const lines = [
+    `(b) throughput, ${THROUGHPUT_EVENTS} events × 2 endpoints, ${workers} worker process(es):`,
+    `    ${s.count} requests, ${s.unique} distinct webhook-ids (expected ${expected})`,
+    `    ${(s.count / arrivalSeconds).toFixed(0)} deliveries/s first-to-last arrival ` +
+    `(${arrivalSeconds.toFixed(1)} s); ${(expected / (drainedMs / 1000)).toFixed(0)} /s ` +
+    `including process start (${(drainedMs / 1000).toFixed(1)} s)`,
+  ];
+  procs.forEach((proc, i) => {
+    const samples = proc.lines.filter((l) => "rss" in l && !("stopped" in l));
+    const delivered = Number(finals[i]?.delivered ?? 0);
+    // RSS when the worker had done 0%, 25%, 50%, 75% and 100% of its share: flat memory means
+    // the later figures stop growing with the number of deliveries.
+    const at = (share: number) =>
+      samples.find((l) => Number(l.delivered) >= delivered * share) ?? samples.at(-1);
+    lines.push(
+      `    worker ${i}: ${delivered} delivered; RSS at 0/25/50/75/100% of its deliveries: ` +
+        [0, 0.25, 0.5, 0.75, 1].map((share) => mib(at(share)?.rss)).join(" / "),
+    );
+  });
+  return lines;
+}
+
+/** Runs the delivery benchmarks and returns the report lines. */
+export async function runDeliveryBench(): Promise<string[]> {
+  const bench = await createBenchDatabase();
+  const db = createServerDatabase(bench.url, { max: 4 });
+  const receiver = startProcess(RECEIVER, {});
+  try {
+    await migrate(db);
+    const { port } = await receiver.next((l) => "port" in l) as { port: number };
+    const base = `http://127.0.0.1:${port}`;
+    await addEndpoint({ db }, { url: `${base}/a` });
+    await addEndpoint({ db }, { url: `${base}/b`, eventTypes: ["file.stored", "file.deleted"] });
+    const report = ["Webhook delivery (bench/delivery.ts)"];
+    // One endpoint for the latency run, so each event is one request.
+    await db.sql`UPDATE webhook_endpoint SET is_active = false WHERE url LIKE '%/b'`;
+    report.push(...await latencyRun(db, bench.url, base));
+    await db.sql`UPDATE webhook_endpoint SET is_active = true`;
+    for (const workers of [1, 2]) report.push(...await throughputRun(db, bench.url, base, workers));
+    return report;
+  } finally {
+    receiver.child.kill("SIGTERM");
+    await receiver.child.status;
+    await db.close();
+    await bench.drop();
+  }
+}
+
+if (import.meta.main) {
+  for (const line of await runDeliveryBench()) console.log(line);
+}

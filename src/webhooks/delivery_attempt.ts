@@ -1,0 +1,282 @@
+/**
+ * One delivery attempt, from a claimed row to the row's next state: check the URL against the
+ * SSRF guard at send time, sign, send to the checked address, and decide what happens next
+ * (delivered, retry with backoff, or failed). No database access here: the caller holds no lock
+ * or transaction while this runs (SPEC §5 Delivery).
+ */
+import type { Config } from "../config/config.ts";
+import { newId } from "../db/ids.ts";
+import { applyRetryAfter, nextAttemptDelaySeconds } from "./backoff.ts";
+import type { AttemptRow, ClaimedDelivery, DeliveryUpdate } from "./deliveries_repo.ts";
+import { sendWebhook } from "./http_sender.ts";
+import { buildWebhookRequest } from "./signer.ts";
+import { type Lookup, resolveTarget } from "./ssrf_guard.ts";
+
+/** A source of the current time (injected in tests). */
+export interface Clock {
+  now(): Date;
+}
+
+/** The real clock. */
+export const systemClock: Clock = { now: () => new Date() };
+
+/** How an attempt ended, as counted in `portal_webhook_deliveries_total{outcome}`. */
+export type AttemptKind = "delivered" | "retry" | "failed" | "refused";
+
+/** The result of one attempt: the delivery's new state and the attempt to log. */
+export interface AttemptOutcome {
+  kind: AttemptKind;
+  eventId: string;
+  endpointId: string;
+  update: DeliveryUpdate;
+  /** Null when no request was made for a reason other than the SSRF guard. */
+  attempt: AttemptRow | null;
+  /** Set when the endpoint must be disabled (it answered `410 Gone`). */
+  disableEndpointReason: string | null;
+  /** Seconds the request took, for the duration histogram; null when nothing was sent. */
+  durationSeconds: number | null;
+}
+
+/** What `attemptDelivery` needs besides the claimed row. */
+export interface AttemptContext {
+  config: Pick<
+    Config,
+    | "webhookAllowPrivate"
+    | "webhookBackoffBaseSeconds"
+    | "webhookBackoffMaxSeconds"
+    | "webhookConnectTimeoutSeconds"
+    | "webhookTimeoutSeconds"
+  >;
+  clock: Clock;
+  /** Jitter source in [0, 1). */
+  random: () => number;
+  /** Name resolution for the SSRF guard (default: the OS resolver). */
+  lookup?: Lookup;
+  /** Aborts the request when the worker stops. */
+  signal?: AbortSignal;
+  version: string;
+}
+
+/** The Standard Webhooks `webhook-id` of a delivery: stable across retries and duplicates. */
+export function messageId(deliveryId: string): string {
+  return `msg_${deliveryId}`;
+}
+
+/** The secrets to sign with: the current one, then the previous one while it is still valid. */
+export function signingSecrets(
+  endpoint: { secret: string; previousSecret: string | null; previousSecretExpiresAt: Date | null },
+  now: Date,
+): string[] {
+  const secrets = [endpoint.secret];
+  if (
+    endpoint.previousSecret !== null && endpoint.previousSecretExpiresAt !== null &&
+    endpoint.previousSecretExpiresAt.getTime() > now.getTime()
+  ) {
+    secrets.push(endpoint.previousSecret);
+  }
+  return secrets;
+}
+
+/**
+ * Makes one attempt for `row`; returns null when the attempt was aborted by a stopping worker
+ * (the claim is then released and the delivery sent again later, with the same webhook-id).
+ */
+export async function attemptDelivery(
+  row: ClaimedDelivery,
+  ctx: AttemptContext,
+): Promise<AttemptOutcome | null> {
+  const startedAt = ctx.clock.now();
+  const attemptNumber = row.attempts + 1;
+  const base = { eventId: row.eventId, endpointId: row.endpointId };
+
+  if (!row.endpointActive) {
+    // The endpoint was disabled after fan-out: nothing is sent; "retry" after enabling it.
+    const reason = row.disabledReason === "" ? "" : `: ${row.disabledReason}`;
+    const error = `Cannot deliver to endpoint "${row.endpointId}": it is disabled${reason}`;
+    return {
+      ...base,
+      kind: "failed",
+      update: finalUpdate(row, "failed", row.attempts, null, error, startedAt),
+      attempt: null,
+      disableEndpointReason: null,
+      durationSeconds: null,
+    };
+  }
+
+  const target = await resolveTarget(row.url, {
+    allowPrivate: ctx.config.webhookAllowPrivate,
+    lookup: ctx.lookup,
+  });
+  if (!target.ok) {
+    const attempt = attemptRow(row, attemptNumber, startedAt, null, 0, target.reason, "");
+    // A name that does not resolve may resolve later (DNS outage): retry like a network error.
+    // A forbidden address is policy (SPEC §5 Delivery): fail at once, never retry.
+    if (/could not be resolved|resolves to no address/.test(target.reason)) {
+      return retryOrFail(row, ctx, { attempt, statusCode: null, error: target.reason }, null);
+    }
+    return {
+      ...base,
+      kind: "refused",
+      update: finalUpdate(row, "failed", attemptNumber, null, target.reason, ctx.clock.now()),
+      attempt,
+      disableEndpointReason: null,
+      durationSeconds: null,
+    };
+  }
+
+  const request = buildWebhookRequest({
+    deliveryId: row.id,
+    msgId: messageId(row.id),
+    eventType: row.eventType,
+    payload: row.payload,
+    occurredAt: row.occurredAt,
+    secrets: signingSecrets(row, startedAt),
+    now: startedAt,
+    version: ctx.version,
+  });
+  const result = await sendWebhook(target, request, {
+    connectTimeoutMs: ctx.config.webhookConnectTimeoutSeconds * 1000,
+    timeoutMs: ctx.config.webhookTimeoutSeconds * 1000,
+    signal: ctx.signal,
+  });
+  if (ctx.signal?.aborted && result.error === "aborted") return null;
+
+  const attempt = attemptRow(
+    row,
+    attemptNumber,
+    startedAt,
+    result.statusCode,
+    result.durationMs,
+    result.error,
+    result.responseStart,
+  );
+  const durationSeconds = result.durationMs / 1000;
+  const now = ctx.clock.now();
+  if (result.error === "") {
+    return {
+      ...base,
+      kind: "delivered",
+      update: finalUpdate(row, "delivered", attemptNumber, result.statusCode, "", now),
+      attempt,
+      disableEndpointReason: null,
+      durationSeconds,
+    };
+  }
+  if (result.statusCode === 410) {
+    // 410 Gone: the receiver says the endpoint no longer exists; stop sending to it at all.
+    const reason = `the receiver answered 410 Gone on ${now.toISOString()}`;
+    return {
+      ...base,
+      kind: "failed",
+      update: finalUpdate(row, "failed", attemptNumber, 410, result.error, now),
+      attempt,
+      disableEndpointReason: reason,
+      durationSeconds,
+    };
+  }
+  return retryOrFail(row, ctx, {
+    attempt,
+    statusCode: result.statusCode,
+    error: result.error,
+    retryAfterSeconds: result.retryAfterSeconds,
+  }, durationSeconds);
+}
+
+function retryOrFail(
+  row: ClaimedDelivery,
+  ctx: AttemptContext,
+  failure: {
+    attempt: AttemptRow;
+    statusCode: number | null;
+    error: string;
+    retryAfterSeconds?: number | null;
+  },
+  durationSeconds: number | null,
+): AttemptOutcome {
+  const now = ctx.clock.now();
+  const attempts = failure.attempt.attemptNumber;
+  const base = {
+    eventId: row.eventId,
+    endpointId: row.endpointId,
+    attempt: failure.attempt,
+    disableEndpointReason: null,
+    durationSeconds,
+  };
+  if (attempts >= row.maxAttempts) {
+    return {
+      ...base,
+      kind: "failed",
+      update: finalUpdate(row, "failed", attempts, failure.statusCode, failure.error, now),
+    };
+  }
+  // SPEC §5 Delivery: min(base·2^(n-1), max) plus up to 10% jitter, never sooner than the
+  // receiver's Retry-After (429/503).
+  const delaySeconds = applyRetryAfter(
+    nextAttemptDelaySeconds(attempts, {
+      baseSeconds: ctx.config.webhookBackoffBaseSeconds,
+      maxSeconds: ctx.config.webhookBackoffMaxSeconds,
+      random: ctx.random,
+    }),
+    failure.retryAfterSeconds ?? null,
+  );
+  return {
+    ...base,
+    kind: "retry",
+    update: {
+      id: row.id,
+      leasedUntil: row.leasedUntil,
+      status: "pending",
+      attempts,
+      nextAttemptAt: new Date(now.getTime() + Math.round(delaySeconds * 1000)),
+      lastStatusCode: failure.statusCode,
+      lastError: cleanText(failure.error),
+      deliveredAt: null,
+    },
+  };
+}
+
+function finalUpdate(
+  row: ClaimedDelivery,
+  status: "delivered" | "failed",
+  attempts: number,
+  statusCode: number | null,
+  error: string,
+  now: Date,
+): DeliveryUpdate {
+  return {
+    id: row.id,
+    leasedUntil: row.leasedUntil,
+    status,
+    attempts,
+    nextAttemptAt: now,
+    lastStatusCode: statusCode,
+    lastError: cleanText(error),
+    deliveredAt: status === "delivered" ? now : null,
+  };
+}
+
+function attemptRow(
+  row: ClaimedDelivery,
+  attemptNumber: number,
+  at: Date,
+  statusCode: number | null,
+  durationMs: number,
+  error: string,
+  responseBody: string,
+): AttemptRow {
+  return {
+    id: newId(),
+    deliveryId: row.id,
+    attemptNumber,
+    attemptedAt: at,
+    statusCode,
+    durationMs: Math.round(durationMs),
+    error: cleanText(error),
+    responseBody: cleanText(responseBody),
+  };
+}
+
+/** Postgres `text` cannot hold NUL; a receiver's bytes must not make the write-back fail. */
+function cleanText(text: string): string {
+  return text.includes("\u0000") ? text.replaceAll("\u0000", "\uFFFD") : text;
+}

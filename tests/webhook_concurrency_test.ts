@@ -1,0 +1,205 @@
+import assert from "node:assert/strict";
+import type { Database } from "../src/db/db.ts";
+import { emitEvent } from "../src/outbox/emit.ts";
+import { addEndpoint } from "../src/webhooks/endpoint_service.ts";
+import { createMigratedDatabase } from "./helpers/db.ts";
+import { startReceiver } from "./helpers/receiver.ts";
+
+const WORKER = new URL("./fixtures/delivery_worker.ts", import.meta.url).pathname;
+
+/** Starts a delivery worker process on the test database. */
+function spawnWorker(databaseUrl: string, env: Record<string, string> = {}): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", WORKER],
+    env: {
+      DATABASE_URL: databaseUrl,
+      PORTAL_WEBHOOK_ALLOW_PRIVATE: "true",
+      PORTAL_DB_POOL_SIZE: "4",
+      ...env,
+    },
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+}
+
+/** Sends SIGTERM and returns the worker's last JSON line. */
+async function terminate(child: Deno.ChildProcess): Promise<Record<string, unknown>> {
+  child.kill("SIGTERM");
+  const output = await child.output();
+  const stdout = new TextDecoder().decode(output.stdout).trim().split("\n");
+  assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
+  return JSON.parse(stdout.at(-1) ?? "{}");
+}
+
+/** Writes `count` events in transactions of 500, as that many commits of state changes would. */
+async function emitMany(db: Database, count: number): Promise<void> {
+  for (let start = 0; start < count; start += 500) {
+    await db.sql.begin(async (tx) => {
+      for (let i = start; i < Math.min(count, start + 500); i++) {
+        await emitEvent(tx, {
+          aggregateType: "UploadFile",
+          aggregateId: crypto.randomUUID(),
+          eventType: "file.stored",
+          payload: { n: i },
+        });
+      }
+    });
+  }
+}
+
+async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 60_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+async function count(db: Database, where: string): Promise<number> {
+  const [row] = await db.sql.unsafe<{ count: number }[]>(
+    `SELECT count(*)::int AS count FROM ${where}`,
+  );
+  return row?.count ?? 0;
+}
+
+Deno.test("startDeliveryLoop() in two processes delivers 2,000 events to each endpoint exactly once", async () => {
+  const { testDb, db } = await createMigratedDatabase("webhook_two_workers");
+  const receiver = startReceiver();
+  const base = `http://127.0.0.1:${receiver.port}`;
+  const workers: Deno.ChildProcess[] = [];
+  try {
+    await addEndpoint({ db }, { url: `${base}/a` });
+    await addEndpoint({ db }, { url: `${base}/b`, eventTypes: ["file.stored"] });
+    await emitMany(db, 2000);
+    workers.push(spawnWorker(testDb.url), spawnWorker(testDb.url));
+    await receiver.waitFor(4000, 120_000);
+    await waitUntil(
+      "every event to be delivered",
+      async () => (await count(db, "outbox_event WHERE status <> 'delivered'")) === 0,
+    );
+    const results = await Promise.all(workers.splice(0).map(terminate));
+    const delivered = results.map((r) => Number(r.delivered));
+    assert.equal(delivered[0]! + delivered[1]!, 4000);
+
+    // Exactly once per (event, endpoint): 4,000 requests with 4,000 distinct webhook-ids.
+    assert.equal(receiver.requests.length, 4000);
+    const ids = new Set(receiver.requests.map((r) => r.headers.get("webhook-id")));
+    assert.equal(ids.size, 4000);
+    const perPath = Object.groupBy(receiver.requests, (r) => r.path);
+    assert.equal(perPath["/a"]?.length, 2000);
+    assert.equal(perPath["/b"]?.length, 2000);
+    assert.equal(await count(db, "webhook_delivery WHERE status = 'delivered'"), 4000);
+    assert.equal(await count(db, "webhook_attempt"), 4000);
+  } finally {
+    for (const worker of workers) worker.kill("SIGKILL");
+    for (const worker of workers) await worker.output();
+    await receiver.close();
+    await testDb.drop();
+  }
+});
+
+Deno.test("a worker killed with SIGKILL mid-batch loses nothing: its claims return when the lease ends", async () => {
+  const { testDb, db } = await createMigratedDatabase("webhook_sigkill");
+  // Slow answers keep a full window of requests in flight when the worker dies.
+  const receiver = startReceiver(async () => {
+    await new Promise((resolve) => setTimeout(resolve, 25));
+    return new Response("ok");
+  });
+  const workers: Deno.ChildProcess[] = [];
+  const env = {
+    DELIVERY_LEASE_SECONDS: "3",
+    WEBHOOK_TIMEOUT_SECONDS: "1",
+    WEBHOOK_CONNECT_TIMEOUT_SECONDS: "1",
+  };
+  try {
+    await addEndpoint({ db }, { url: receiver.url });
+    await emitMany(db, 400);
+    const doomed = spawnWorker(testDb.url, { ...env, WORKER_ID: "doomed" });
+    workers.push(doomed);
+    await receiver.waitFor(100, 60_000);
+    doomed.kill("SIGKILL");
+    await doomed.output();
+    workers.splice(0);
+    const orphaned = await count(
+      db,
+      "webhook_delivery WHERE lease_owner = 'doomed' AND status = 'pending'",
+    );
+    assert.ok(orphaned > 0, "the worker died holding claims");
+
+    workers.push(spawnWorker(testDb.url, { ...env, WORKER_ID: "survivor" }));
+    await waitUntil(
+      "every event to be delivered",
+      async () => (await count(db, "outbox_event WHERE status <> 'delivered'")) === 0,
+    );
+    await terminate(workers.pop()!);
+
+    const ids = receiver.requests.map((r) => r.headers.get("webhook-id"));
+    const expected = await db.sql<
+      { id: string }[]
+    >`SELECT 'msg_' || id AS id FROM webhook_delivery`;
+    assert.deepEqual([...new Set(ids)].sort(), expected.map((r) => r.id).sort());
+    // Duplicates are at most the requests in flight when the worker died, each with its
+    // delivery's webhook-id (checked above: every id belongs to a delivery).
+    const duplicates = ids.length - new Set(ids).size;
+    assert.ok(duplicates <= orphaned, `${duplicates} duplicates, ${orphaned} orphaned claims`);
+    assert.equal(await count(db, "webhook_delivery WHERE status = 'delivered'"), 400);
+  } finally {
+    for (const worker of workers) worker.kill("SIGKILL");
+    for (const worker of workers) await worker.output();
+    await receiver.close();
+    await testDb.drop();
+  }
+});
+
+Deno.test("SIGTERM stops a worker gracefully: in-flight sends finish, unfinished claims are released", async (t) => {
+  const { testDb, db } = await createMigratedDatabase("webhook_sigterm");
+  const receiver = startReceiver();
+  try {
+    await addEndpoint({ db }, { url: receiver.url });
+
+    await t.step("sends that answer within the stop timeout are recorded", async () => {
+      receiver.respond(async () => {
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        return new Response("ok");
+      });
+      await emitMany(db, 10);
+      const worker = spawnWorker(testDb.url, { STOP_TIMEOUT_MS: "5000" });
+      await receiver.waitFor(10, 30_000);
+      const result = await terminate(worker);
+      assert.equal(result.delivered, 10);
+      assert.equal(await count(db, "webhook_delivery WHERE status = 'delivered'"), 10);
+    });
+
+    await t.step("sends still hanging at the stop timeout are aborted and released", async () => {
+      receiver.requests.length = 0;
+      receiver.respond((_req, { hang }) => hang());
+      await emitMany(db, 50);
+      const worker = spawnWorker(testDb.url, {
+        STOP_TIMEOUT_MS: "300",
+        DELIVERY_MAX_IN_FLIGHT: "16",
+      });
+      await receiver.waitFor(16, 30_000);
+      const started = performance.now();
+      const result = await terminate(worker);
+      assert.ok(performance.now() - started < 10_000, "the worker stopped promptly");
+      assert.equal(result.delivered, 0);
+      assert.equal(await count(db, "webhook_delivery WHERE status = 'pending'"), 50);
+      assert.equal(await count(db, "outbox_event WHERE status = 'pending'"), 50);
+      assert.equal(
+        await count(
+          db,
+          "webhook_delivery WHERE lease_owner IS NOT NULL OR leased_until IS NOT NULL",
+        ),
+        0,
+        "every claim was released",
+      );
+      assert.equal(
+        await count(db, "webhook_delivery WHERE attempts > 0 AND status = 'pending'"),
+        0,
+      );
+    });
+  } finally {
+    await receiver.close();
+    await testDb.drop();
+  }
+});
