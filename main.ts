@@ -24,6 +24,20 @@ import {
   type WithDatabase,
 } from "./src/cli/account_commands.ts";
 import { VERSION } from "./src/version.ts";
+import {
+  webhookAdd,
+  webhookDelete,
+  webhookDisable,
+  webhookEnable,
+  webhookList,
+  webhookRotateSecret,
+  webhookTest,
+} from "./src/cli/webhook_commands.ts";
+import { eventsList, eventsRetry, eventsShow } from "./src/cli/events_commands.ts";
+import { createStorage } from "./src/storage/storage_factory.ts";
+import { storageCheck } from "./src/cli/storage_commands.ts";
+import { registerDeliveryMetrics } from "./src/webhooks/delivery_metrics.ts";
+import { type Background, startBackground } from "./src/jobs/background.ts";
 
 /** Loads the config or exits 2 with every problem listed. */
 function configOrExit(env: Record<string, string | undefined>): Readonly<Config> {
@@ -68,48 +82,62 @@ async function openRuntime(config: Readonly<Config>, logger: Logger): Promise<Da
   return db;
 }
 
-async function serve(config: Readonly<Config>, logger: Logger): Promise<number> {
+/** The shared parts of `serve` and `worker`: database, key, storage and metrics. */
+async function openServices(config: Readonly<Config>, logger: Logger) {
   const db = await openRuntime(config, logger);
   const secretKey = await loadSecretKey(db, config.secretKey);
-  if (db.embedded) {
-    const admin = await bootstrapAdmin(db, config.adminEmail);
+  const storage = createStorage(config);
+  const metrics = new Metrics();
+  registerDeliveryMetrics(metrics, db);
+  return { config, db, logger, secretKey, storage, metrics };
+}
+
+async function serve(config: Readonly<Config>, logger: Logger): Promise<number> {
+  const deps = await openServices(config, logger);
+  if (deps.db.embedded) {
+    const admin = await bootstrapAdmin(deps.db, config.adminEmail);
     if (admin) {
       console.log(
         `Created admin account: sign in as ${admin.email} with password ${admin.password}`,
       );
     }
   }
-  const metrics = new Metrics();
-  const app = createApp({ config, db, logger, secretKey, metrics });
-  const server = await startServer(app.fetch, {
+  const server = await startServer(createApp(deps).fetch, {
     hostname: config.host,
     port: config.port,
     onError: (error) => logger.error("unhandled server error", { error }),
   });
+  const background: Background | null = config.jobs ? startBackground(deps) : null;
   logger.info("listening", { url: config.publicUrl, host: server.hostname, port: server.port });
   console.log(`Portal is running at ${config.publicUrl} (press Ctrl+C to stop)`);
 
   const signal = await terminationSignal();
   logger.info("shutting down", { signal });
-  await server.shutdown(config.shutdownTimeoutSeconds * 1000);
-  await db.close();
+  const timeoutMs = config.shutdownTimeoutSeconds * 1000;
+  await Promise.all([server.shutdown(timeoutMs), background?.stop(timeoutMs)]);
+  deps.storage.close?.();
+  await deps.db.close();
   logger.info("stopped");
   return 0;
 }
 
 async function worker(config: Readonly<Config>, logger: Logger): Promise<number> {
-  const db = await openRuntime(config, logger);
-  const metrics = new Metrics();
-  const health = healthRoutes({ db, metrics });
+  const deps = await openServices(config, logger);
+  const health = healthRoutes(deps);
   const server = await startServer(health.fetch, {
     hostname: config.host,
     port: config.workerPort,
   });
+  const background = startBackground(deps);
   logger.info("worker listening", { host: server.hostname, port: server.port });
   const signal = await terminationSignal();
   logger.info("shutting down", { signal });
-  await server.shutdown(config.shutdownTimeoutSeconds * 1000);
-  await db.close();
+  const timeoutMs = config.shutdownTimeoutSeconds * 1000;
+  await background.stop(timeoutMs);
+  await server.shutdown(timeoutMs);
+  deps.storage.close?.();
+  await deps.db.close();
+  logger.info("stopped");
   return 0;
 }
 
@@ -176,6 +204,30 @@ async function main(argv: string[]): Promise<number> {
         return await userList(io, databaseRunner(config()));
       case "token create":
         return await tokenCreate(io, databaseRunner(config()));
+      case "webhook add":
+        return await webhookAdd(io, databaseRunner(config()));
+      case "webhook list":
+        return await webhookList(io, databaseRunner(config()));
+      case "webhook disable":
+        return await webhookDisable(io, databaseRunner(config()));
+      case "webhook enable":
+        return await webhookEnable(io, databaseRunner(config()));
+      case "webhook delete":
+        return await webhookDelete(io, databaseRunner(config()));
+      case "webhook rotate-secret":
+        return await webhookRotateSecret(io, databaseRunner(config()));
+      case "webhook test": {
+        const c = config();
+        return await webhookTest(io, databaseRunner(c), c);
+      }
+      case "events list":
+        return await eventsList(io, databaseRunner(config()));
+      case "events show":
+        return await eventsShow(io, databaseRunner(config()));
+      case "events retry":
+        return await eventsRetry(io, databaseRunner(config()));
+      case "storage check":
+        return await storageCheck(io, createStorage(config()));
       default:
         throw new UsageError(`unknown command "${argv.join(" ")}"`);
     }

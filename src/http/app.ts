@@ -5,7 +5,9 @@
  *   /static/*                   static_routes.ts
  *   /login /logout              routes/login.tsx
  *   /                           routes/home.tsx
- *   /api/v1/*                   bearer token (account_api_routes.ts, ...)
+ *   /upload                     routes/upload.tsx
+ *   /files/:id/download         download_routes.ts (cookie, bearer token or signed link)
+ *   /api/v1/*                   bearer token (account_api_routes.ts, upload_api_routes.ts, ...)
  */
 import { Hono } from "hono";
 import type { AppDeps, AppEnv } from "./context.ts";
@@ -14,8 +16,11 @@ import { loadSession, requestContext, requireToken } from "./middleware.ts";
 import { healthRoutes } from "./health_routes.ts";
 import { staticRoutes } from "./static_routes.ts";
 import { accountApiRoutes } from "./account_api_routes.ts";
+import { uploadApiRoutes } from "./upload_api_routes.ts";
+import { downloadRoutes } from "./download_routes.ts";
 import { loginRoutes } from "../../routes/login.tsx";
 import { homeRoutes } from "../../routes/home.tsx";
+import { uploadRoutes } from "../../routes/upload.tsx";
 
 /** Builds the web app. */
 export function createApp(deps: AppDeps): Hono<AppEnv> {
@@ -30,9 +35,12 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   const api = new Hono<AppEnv>();
   api.use("*", requireToken(deps));
   api.route("/", accountApiRoutes(deps));
+  api.route("/", uploadApiRoutes(deps));
   app.route("/api/v1", api);
+  app.route("/", downloadRoutes(deps));
 
   app.route("/", loginRoutes(deps));
   app.route("/", homeRoutes(deps));
+  app.route("/", uploadRoutes(deps));
   return app;
 }

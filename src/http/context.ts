@@ -4,6 +4,7 @@ import type { Database } from "../db/db.ts";
 import type { Logger } from "../log/logger.ts";
 import type { SessionWithUser, User } from "../auth/account_service.ts";
 import type { Metrics } from "../metrics/metrics.ts";
+import type { StorageAdapter } from "../storage/storage.ts";
 
 /** Everything the HTTP app needs, built in `main.ts` (or a test) and passed down. */
 export interface AppDeps {
@@ -14,6 +15,8 @@ export interface AppDeps {
   secretKey: string;
   /** The process's metrics registry. */
   metrics: Metrics;
+  /** Where uploaded bytes live (local directory or S3 bucket). */
+  storage: StorageAdapter;
 }
 
 /** Per-request values set by middleware. */

@@ -1,0 +1,156 @@
+/**
+ * GET /upload: the upload page (the UploadZone island, which is a working form without
+ * JavaScript). POST /upload: that form's multipart post, answered with a results page, or JSON
+ * for `Accept: application/json`.
+ */
+import { Hono } from "hono";
+import type { AppDeps, AppEnv } from "../src/http/context.ts";
+import { HttpError, wantsJson } from "../src/http/errors.ts";
+import { Island } from "../src/http/island.tsx";
+import { checkCsrf, requireUser } from "../src/http/middleware.ts";
+import { renderPage } from "../src/http/render.tsx";
+import { UPLOAD_ERROR_STATUS } from "../src/http/upload_api_routes.ts";
+import { batchJson, fileJson } from "../src/uploads/file_json.ts";
+import {
+  MultipartUploadError,
+  type MultipartUploadResult,
+  uploadMultipart,
+} from "../src/uploads/multipart_upload.ts";
+import { formatBytes } from "../islands/format.ts";
+
+/** Props of `UploadResults`. */
+export interface UploadResultsProps {
+  result: MultipartUploadResult;
+  /** Why the request was cut short (e.g. too many files), when it was. */
+  refusal?: string;
+}
+
+/** The no-JavaScript results page: one row per file, stored with its digest or why not. */
+export function UploadResults({ result, refusal }: UploadResultsProps) {
+  const { batch, files } = result;
+  const stored = files.filter((outcome) => outcome.error === null).length;
+  const failed = files.length - stored;
+  return (
+    <section class="card">
+      <h1>Upload {batch.status}</h1>
+      {refusal && <p class="error" role="alert">{refusal}</p>}
+      <p class={failed === 0 ? "ok" : stored === 0 ? "error" : "muted"} role="status">
+        {stored} of {files.length} file{files.length === 1 ? "" : "s"} stored
+        {failed > 0 ? `, ${failed} not stored` : ""}
+      </p>
+      <ul class="files">
+        {files.map(({ file, url, error }) => (
+          <li
+            class={`file ${error === null ? "stored" : "failed"}`}
+            data-state={error === null ? "stored" : "failed"}
+            data-name={file.originalFilename}
+          >
+            <div class="file-head">
+              <span class="file-name">{file.originalFilename}</span>
+              <span class="muted">{formatBytes(file.sizeBytes)}</span>
+              {url && <a href={url} download={file.originalFilename}>Download</a>}
+            </div>
+            {error === null
+              ? (
+                <p class="result ok">
+                  Stored as {file.contentType}. SHA-256 <code class="sha256">{file.sha256}</code>
+                </p>
+              )
+              : <p class="result error">Not stored: {error.message}</p>}
+          </li>
+        ))}
+      </ul>
+      <p>
+        <a class="button" href="/upload">Upload more files</a>
+      </p>
+    </section>
+  );
+}
+
+/** The JSON answer: the same shape as the API's multipart upload. */
+function resultJson(result: MultipartUploadResult): Record<string, unknown> {
+  return {
+    batch: batchJson(result.batch),
+    files: result.files.map((outcome) => ({
+      ...fileJson(outcome.file, outcome.url),
+      error: outcome.error,
+    })),
+  };
+}
+
+/** Routes of the upload page. */
+export function uploadRoutes(deps: AppDeps): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  const { config } = deps;
+
+  app.get("/upload", requireUser(), (c) => {
+    return renderPage(
+      c,
+      <section class="card">
+        <h1>Upload files</h1>
+        <Island
+          name="UploadZone"
+          props={{
+            csrfToken: c.get("session")?.csrfToken ?? "",
+            maxFiles: config.maxFilesPerRequest,
+            maxSize: config.uploadMaxSize,
+            allowedTypes: config.uploadAllowedTypes,
+          }}
+        />
+      </section>,
+      { title: "Upload", islands: true },
+    );
+  });
+
+  app.post("/upload", requireUser(), async (c) => {
+    const json = wantsJson(c);
+    let result: MultipartUploadResult;
+    try {
+      result = await uploadMultipart(deps, {
+        body: c.req.raw.body,
+        contentType: c.req.header("content-type") ?? null,
+        contentLength: contentLength(c.req.header("content-length")),
+        uploader: c.get("user")!,
+        maxFiles: config.maxFilesPerRequest,
+        // The form's first field, read before any file part: a forged post stores nothing.
+        beforeFirstFile: (fields) => checkCsrf(c, fields.csrf_token),
+      });
+    } catch (error) {
+      if (error instanceof HttpError || error instanceof MultipartUploadError) {
+        // The browser may still be sending file bytes Portal will not read.
+        c.header("Connection", "close");
+      }
+      if (!(error instanceof MultipartUploadError)) throw error;
+      const status = UPLOAD_ERROR_STATUS[error.code];
+      if (error.partial === null) throw new HttpError(status, error.code, error.message);
+      // Cut short after some files were stored: show them, with why the rest was refused.
+      if (json) {
+        const body = {
+          error: { code: error.code, message: error.message },
+          ...resultJson(error.partial),
+        };
+        // deno-lint-ignore no-explicit-any -- Hono types status as a literal union
+        return c.json(body, status as any);
+      }
+      return renderPage(c, <UploadResults result={error.partial} refusal={error.message} />, {
+        status,
+        title: "Upload results",
+      });
+    }
+    // Nothing stored: the status of the first refusal, as the API answers a single file.
+    const firstError = result.files.find((outcome) => outcome.error !== null)?.error ?? null;
+    const anyStored = result.files.some((outcome) => outcome.error === null);
+    const status = anyStored || firstError === null ? 200 : UPLOAD_ERROR_STATUS[firstError.code];
+    if (json) {
+      // deno-lint-ignore no-explicit-any -- Hono types status as a literal union
+      return c.json(resultJson(result), (status === 200 ? 201 : status) as any);
+    }
+    return renderPage(c, <UploadResults result={result} />, { status, title: "Upload results" });
+  });
+
+  return app;
+}
+
+function contentLength(value: string | undefined): number | null {
+  return value !== undefined && /^\d{1,16}$/.test(value) ? Number(value) : null;
+}

@@ -1,0 +1,270 @@
+/**
+ * /api/v1/files and /api/v1/batches (mounted behind `requireToken`): upload, list, read and
+ * delete files; create, read and finalize batches. Users see only their own files and batches
+ * (another user's answers 404, like an unknown id); admins see all.
+ */
+import { type Context, Hono } from "hono";
+import { isUuid } from "../db/ids.ts";
+import { createBatch, finalizeBatch, getBatch } from "../uploads/batch_service.ts";
+import { fileDownloadUrl } from "../uploads/download_links.ts";
+import { batchJson, fileJson } from "../uploads/file_json.ts";
+import { filenameFromContentDisposition } from "../uploads/file_names.ts";
+import { deleteFile, FILE_STATUSES, getFile, listVisibleFiles } from "../uploads/file_service.ts";
+import type { FileStatus, UploadFileRecord } from "../uploads/files_repo.ts";
+import {
+  MultipartUploadError,
+  type MultipartUploadResult,
+  uploadMultipart,
+} from "../uploads/multipart_upload.ts";
+import { multipartBoundary } from "../uploads/multipart_stream.ts";
+import {
+  IllegalTransitionError,
+  UploadError,
+  type UploadErrorCode,
+} from "../uploads/upload_errors.ts";
+import { uploadFile } from "../uploads/upload_service.ts";
+import type { AppDeps, AppEnv } from "./context.ts";
+import { HttpError } from "./errors.ts";
+import { readJsonObject } from "./json_body.ts";
+
+/** The HTTP status of each upload refusal. */
+export const UPLOAD_ERROR_STATUS: Readonly<Record<UploadErrorCode, number>> = {
+  too_large: 413,
+  type_not_allowed: 415,
+  empty: 400,
+  storage_unavailable: 503,
+  aborted: 400,
+  malformed: 400,
+  too_many_files: 400,
+  no_files: 400,
+  batch_not_found: 404,
+  batch_not_open: 409,
+  batch_uploading: 409,
+};
+
+const DEFAULT_PAGE = 50;
+const MAX_PAGE = 100;
+const MAX_IDEMPOTENCY_KEY = 200;
+
+/** Upload API routes. */
+export function uploadApiRoutes(deps: AppDeps): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+
+  app.post("/files", async (c) => {
+    const contentType = c.req.header("content-type") ?? null;
+    if (multipartBoundary(contentType) !== null) return await multipartUpload(deps, c);
+    const filename = c.req.query("filename") ??
+      filenameFromContentDisposition(c.req.header("content-disposition")) ?? "";
+    const batchId = c.req.query("batch_id") ?? null;
+    try {
+      const { file, url } = await uploadFile(deps, {
+        body: c.req.raw.body,
+        filename,
+        uploader: c.get("user")!,
+        batchId,
+        declaredSize: contentLength(c),
+      });
+      c.header("Location", `/api/v1/files/${file.id}`);
+      return c.json(fileJson(file, url), 201);
+    } catch (error) {
+      if (error instanceof UploadError) return uploadErrorResponse(c, error);
+      throw error;
+    }
+  });
+
+  app.get("/files", async (c) => {
+    const status = c.req.query("status");
+    if (status !== undefined && !FILE_STATUSES.includes(status as FileStatus)) {
+      throw new HttpError(
+        400,
+        "invalid",
+        `Cannot list files: "status" must be one of ${FILE_STATUSES.join(", ")}, got "${status}"`,
+      );
+    }
+    const limitText = c.req.query("limit");
+    const limit = limitText === undefined ? DEFAULT_PAGE : Number(limitText);
+    if (
+      limitText !== undefined &&
+      (!/^\d{1,3}$/.test(limitText) || limit < 1 || limit > MAX_PAGE)
+    ) {
+      throw new HttpError(
+        400,
+        "invalid",
+        `Cannot list files: "limit" must be a whole number from 1 to ${MAX_PAGE}, got "${limitText}"`,
+      );
+    }
+    let page;
+    try {
+      page = await listVisibleFiles(deps, {
+        viewer: c.get("user")!,
+        status: status as FileStatus | undefined,
+        limit,
+        cursor: c.req.query("cursor"),
+      });
+    } catch (error) {
+      if (!(error instanceof RangeError)) throw error;
+      throw new HttpError(400, "invalid", error.message);
+    }
+    return c.json({ files: await filesJson(deps, page.files), next_cursor: page.nextCursor });
+  });
+
+  app.get("/files/:id", async (c) => {
+    const file = await visibleFile(deps, c);
+    return c.json(fileJson(file, await fileDownloadUrl(deps, file)));
+  });
+
+  app.delete("/files/:id", async (c) => {
+    const file = await visibleFile(deps, c);
+    try {
+      const deleted = await deleteFile(deps, { fileId: file.id, reason: "deleted_by_user" });
+      if (deleted === null) throw notFound("file", file.id);
+      return c.json(fileJson(deleted, null));
+    } catch (error) {
+      if (error instanceof IllegalTransitionError) {
+        throw new HttpError(
+          409,
+          "conflict",
+          `Cannot delete file "${file.id}": it is ${error.from}`,
+        );
+      }
+      if (error instanceof UploadError) {
+        throw new HttpError(UPLOAD_ERROR_STATUS[error.code], error.code, error.message);
+      }
+      throw error;
+    }
+  });
+
+  app.post("/batches", async (c) => {
+    const body = await optionalJsonObject(c);
+    const key = body.idempotency_key ?? null;
+    if (
+      key !== null &&
+      (typeof key !== "string" || key.length < 1 || key.length > MAX_IDEMPOTENCY_KEY)
+    ) {
+      throw new HttpError(
+        400,
+        "invalid",
+        `Cannot create batch: "idempotency_key" must be a string of 1 to ${MAX_IDEMPOTENCY_KEY} characters`,
+      );
+    }
+    const { batch, created } = await createBatch(deps, {
+      uploader: c.get("user")!,
+      idempotencyKey: key,
+    });
+    c.header("Location", `/api/v1/batches/${batch.id}`);
+    return c.json(batchJson(batch), created ? 201 : 200);
+  });
+
+  app.get("/batches/:id", async (c) => {
+    const id = c.req.param("id");
+    const found = await getBatch(deps, { batchId: id, viewer: c.get("user")! });
+    if (found === null) throw notFound("batch", id);
+    return c.json(batchJson(found.batch, await filesJson(deps, found.files)));
+  });
+
+  app.post("/batches/:id/finalize", async (c) => {
+    const id = c.req.param("id");
+    try {
+      const found = await finalizeBatch(deps, { batchId: id, viewer: c.get("user")! });
+      if (found === null) throw notFound("batch", id);
+      return c.json(batchJson(found.batch, await filesJson(deps, found.files)));
+    } catch (error) {
+      if (error instanceof UploadError) {
+        throw new HttpError(UPLOAD_ERROR_STATUS[error.code], error.code, error.message);
+      }
+      throw error;
+    }
+  });
+
+  return app;
+}
+
+async function multipartUpload(deps: AppDeps, c: Context<AppEnv>): Promise<Response> {
+  let result: MultipartUploadResult;
+  try {
+    result = await uploadMultipart(deps, {
+      body: c.req.raw.body,
+      contentType: c.req.header("content-type") ?? null,
+      contentLength: contentLength(c),
+      uploader: c.get("user")!,
+      maxFiles: deps.config.maxFilesPerRequest,
+      idempotencyKey: c.req.header("x-idempotency-key") ?? null,
+    });
+  } catch (error) {
+    if (!(error instanceof MultipartUploadError)) throw error;
+    c.header("Connection", "close");
+    return c.json(
+      {
+        error: { code: error.code, message: error.message },
+        ...(error.partial === null ? {} : resultJson(error.partial)),
+      },
+      // deno-lint-ignore no-explicit-any -- Hono types status as a literal union
+      UPLOAD_ERROR_STATUS[error.code] as any,
+    );
+  }
+  const body = resultJson(result);
+  const firstError = result.files.find((f) => f.error !== null)?.error ?? null;
+  const anyStored = result.files.some((f) => f.error === null);
+  if (result.replayed) return c.json(body, 200);
+  if (anyStored || firstError === null) return c.json(body, 201);
+  // Nothing stored: answer with the first refusal's status, as a single-file upload would.
+  c.header("Connection", "close");
+  // deno-lint-ignore no-explicit-any -- Hono types status as a literal union
+  return c.json({ error: firstError, ...body }, UPLOAD_ERROR_STATUS[firstError.code] as any);
+}
+
+function resultJson(result: MultipartUploadResult): Record<string, unknown> {
+  return {
+    batch: batchJson(result.batch),
+    files: result.files.map((o) => ({ ...fileJson(o.file, o.url), error: o.error })),
+  };
+}
+
+/**
+ * The answer to a refused upload: the error, plus the recorded failed file. `Connection:
+ * close` because the body may be unread: the client should stop sending rather than have
+ * Portal read the rest.
+ */
+function uploadErrorResponse(c: Context<AppEnv>, error: UploadError): Response {
+  c.header("Connection", "close");
+  return c.json(
+    {
+      error: { code: error.code, message: error.message },
+      ...(error.file === null ? {} : { file: fileJson(error.file, null) }),
+    },
+    // deno-lint-ignore no-explicit-any -- Hono types status as a literal union
+    UPLOAD_ERROR_STATUS[error.code] as any,
+  );
+}
+
+async function visibleFile(deps: AppDeps, c: Context<AppEnv>): Promise<UploadFileRecord> {
+  const id = c.req.param("id") ?? "";
+  const file = await getFile(deps, { fileId: id, viewer: c.get("user") });
+  if (file === null) throw notFound("file", id);
+  return file;
+}
+
+async function filesJson(
+  deps: AppDeps,
+  files: UploadFileRecord[],
+): Promise<Record<string, unknown>[]> {
+  return await Promise.all(files.map(async (f) => fileJson(f, await fileDownloadUrl(deps, f))));
+}
+
+function notFound(kind: "file" | "batch", id: string): HttpError {
+  const shown = isUuid(id) ? id : id.slice(0, 100);
+  return new HttpError(404, "not_found", `Cannot find ${kind} "${shown}"`);
+}
+
+function contentLength(c: Context<AppEnv>): number | null {
+  const value = c.req.header("content-length");
+  return value !== undefined && /^\d{1,16}$/.test(value) ? Number(value) : null;
+}
+
+/** A JSON object body, or `{}` when the request has no body at all. */
+async function optionalJsonObject(c: Context<AppEnv>): Promise<Record<string, unknown>> {
+  const empty = c.req.raw.body === null ||
+    (c.req.header("content-type") === undefined && c.req.header("content-length") === "0");
+  if (empty) return {};
+  return await readJsonObject(c);
+}

@@ -1,0 +1,72 @@
+/**
+ * Download links a consumer can use without logging in (SPEC §4 `url`): a presigned URL on
+ * S3, or on local storage `<PORTAL_PUBLIC_URL>/files/<id>/download?expires=<unix>&sig=<hex>`
+ * where sig is HMAC-SHA256 of "<id>.<expires>" under the instance's secret key. Both live for
+ * AWS_QUERYSTRING_EXPIRE seconds (default 3600), so one setting governs every link lifetime.
+ */
+import { Buffer } from "node:buffer";
+import { createHmac, timingSafeEqual } from "node:crypto";
+import type { UploadFileRecord } from "./files_repo.ts";
+import { currentTime, type UploadDeps } from "./upload_deps.ts";
+import { isInlineType } from "./inline_types.ts";
+
+/** The result of checking a signed link. */
+export type LinkCheck = "valid" | "expired" | "invalid";
+
+/** Hex HMAC-SHA256 of "<fileId>.<expires>" under `secretKey`. */
+export function signDownload(secretKey: string, fileId: string, expires: number): string {
+  return createHmac("sha256", secretKey).update(`${fileId}.${expires}`).digest("hex");
+}
+
+/**
+ * Checks `expires` (unix seconds, as sent) and `sig` for `fileId`, in constant time; a bad
+ * signature is "invalid" even when the link is also past its expiry.
+ *
+ * @example
+ * verifyDownloadLink(key, { fileId, expires: "1767225600", sig, now: new Date() }); // => "valid"
+ */
+export function verifyDownloadLink(
+  secretKey: string,
+  input: { fileId: string; expires: string; sig: string; now: Date },
+): LinkCheck {
+  if (!/^\d{1,12}$/.test(input.expires) || !/^[0-9a-f]{64}$/.test(input.sig)) return "invalid";
+  const expected = Buffer.from(signDownload(secretKey, input.fileId, Number(input.expires)), "hex");
+  const given = Buffer.from(input.sig, "hex");
+  if (!timingSafeEqual(expected, given)) return "invalid";
+  return Number(input.expires) * 1000 < input.now.getTime() ? "expired" : "valid";
+}
+
+/** A signed local link for `fileId`, valid for `expiresInSeconds` from `now`. */
+export function localDownloadUrl(
+  deps: Pick<UploadDeps, "config" | "secretKey">,
+  fileId: string,
+  input: { now: Date; expiresInSeconds: number },
+): string {
+  const expires = Math.floor(input.now.getTime() / 1000) + input.expiresInSeconds;
+  const sig = signDownload(deps.secretKey, fileId, expires);
+  return `${deps.config.publicUrl}/files/${fileId}/download?expires=${expires}&sig=${sig}`;
+}
+
+/**
+ * The download link of a stored or processed file: presigned on S3, signed by Portal on local
+ * storage; null for files without bytes (failed, deleted) or stored on another backend than
+ * the one configured now.
+ *
+ * @example
+ * const url = await fileDownloadUrl(deps, file); // "https://portal.example/files/…/download?…"
+ */
+export async function fileDownloadUrl(
+  deps: UploadDeps,
+  file: UploadFileRecord,
+): Promise<string | null> {
+  if (file.status !== "stored" && file.status !== "processed") return null;
+  if (file.storageKey === null || file.storageBackend !== deps.storage.backend) return null;
+  const expiresInSeconds = deps.config.s3.querystringExpireSeconds;
+  const presigned = await deps.storage.presignedDownloadUrl(file.storageKey, {
+    filename: file.originalFilename,
+    contentType: file.contentType,
+    inline: isInlineType(file.contentType),
+    expiresInSeconds,
+  });
+  return presigned ?? localDownloadUrl(deps, file.id, { now: currentTime(deps), expiresInSeconds });
+}

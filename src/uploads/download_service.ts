@@ -1,0 +1,126 @@
+/**
+ * Who may download a file and where its bytes come from: the owner, an admin, or anyone with
+ * a valid signed link; local files stream from disk (with ranges), S3 files redirect to a
+ * presigned URL.
+ */
+import { isUuid } from "../db/ids.ts";
+import type { ByteRange } from "../storage/storage.ts";
+import { verifyDownloadLink } from "./download_links.ts";
+import { FALLBACK_NAME } from "./file_names.ts";
+import { findFile, type UploadFileRecord } from "./files_repo.ts";
+import { isInlineType } from "./inline_types.ts";
+import { currentTime, type UploadDeps, type Uploader } from "./upload_deps.ts";
+
+/** The outcome of `authorizeDownload`. */
+export type DownloadAccess =
+  | { kind: "ok"; file: UploadFileRecord }
+  | { kind: "not_found" }
+  | { kind: "gone"; file: UploadFileRecord }
+  | { kind: "link_invalid" }
+  | { kind: "link_expired"; expiredAt: Date };
+
+/**
+ * Decides whether the request may download `fileId`: with `link` (the `expires` and `sig` query
+ * values) the signature alone decides; otherwise `viewer` must own the file or be an admin.
+ * Files that are not yours, unknown or never stored are "not_found"; deleted ones are "gone".
+ *
+ * @example
+ * const access = await authorizeDownload(deps, { fileId, viewer: user, link: null });
+ */
+export async function authorizeDownload(
+  deps: UploadDeps,
+  input: {
+    fileId: string;
+    viewer: Uploader | null;
+    link: { expires: string; sig: string } | null;
+  },
+): Promise<DownloadAccess> {
+  if (!isUuid(input.fileId)) return { kind: "not_found" };
+  if (input.link !== null) {
+    const check = verifyDownloadLink(deps.secretKey, {
+      fileId: input.fileId,
+      ...input.link,
+      now: currentTime(deps),
+    });
+    if (check === "invalid") return { kind: "link_invalid" };
+    if (check === "expired") {
+      return { kind: "link_expired", expiredAt: new Date(Number(input.link.expires) * 1000) };
+    }
+  }
+  const file = await findFile(deps.db.sql, input.fileId);
+  if (file === null) return { kind: "not_found" };
+  if (input.link === null) {
+    const viewer = input.viewer;
+    if (viewer === null || (!viewer.isAdmin && file.uploadedBy !== viewer.id)) {
+      return { kind: "not_found" };
+    }
+  }
+  if (file.status === "deleted") return { kind: "gone", file };
+  if (file.status !== "stored" && file.status !== "processed") return { kind: "not_found" };
+  return { kind: "ok", file };
+}
+
+/** How to send a file's bytes. */
+export type DownloadSource =
+  | { kind: "redirect"; url: string }
+  | {
+    kind: "stream";
+    body: ReadableStream<Uint8Array> | null;
+    size: number;
+    range: ByteRange | null;
+  }
+  | { kind: "missing" };
+
+/** How a file is presented: its name for Content-Disposition, type, and inline or not. */
+export interface Presentation {
+  filename: string;
+  contentType: string;
+  inline: boolean;
+}
+
+/** Name, type and disposition of a download: inline only for raster images and PDF. */
+export function presentation(file: UploadFileRecord): Presentation {
+  const contentType = file.contentType === "" ? "application/octet-stream" : file.contentType;
+  return {
+    filename: file.originalFilename === "" ? FALLBACK_NAME : file.originalFilename,
+    contentType,
+    inline: isInlineType(contentType),
+  };
+}
+
+/**
+ * Where the bytes come from: a presigned URL on S3 (with the same disposition as a local
+ * download), or the object (`range` of it; no body when `head`) on local storage. "missing"
+ * when the object is gone or the file lives on a backend no longer configured.
+ *
+ * @example
+ * const source = await openDownload(deps, file, { range: { start: 0, end: 99 } });
+ */
+export async function openDownload(
+  deps: UploadDeps,
+  file: UploadFileRecord,
+  options: { range?: ByteRange; head?: boolean } = {},
+): Promise<DownloadSource> {
+  if (file.storageKey === null || file.storageBackend !== deps.storage.backend) {
+    return { kind: "missing" };
+  }
+  const shown = presentation(file);
+  const url = await deps.storage.presignedDownloadUrl(file.storageKey, {
+    ...shown,
+    expiresInSeconds: deps.config.s3.querystringExpireSeconds,
+  });
+  if (url !== null) return { kind: "redirect", url };
+  if (options.head) {
+    const info = await deps.storage.headObject(file.storageKey);
+    if (info === null) return { kind: "missing" };
+    return { kind: "stream", body: null, size: info.size, range: options.range ?? null };
+  }
+  const object = await deps.storage.getObject(file.storageKey, { range: options.range });
+  if (object === null) return { kind: "missing" };
+  return {
+    kind: "stream",
+    body: object.body,
+    size: object.info.size,
+    range: object.range ?? null,
+  };
+}

@@ -1,0 +1,177 @@
+/**
+ * The upload jobs the scheduler runs (SPEC §5 Jobs): expiry notices and expired-file cleanup.
+ * Plain functions, safe to run from two processes at once: rows are claimed with
+ * FOR UPDATE SKIP LOCKED in short transactions, no lock is held during storage calls, and every
+ * state change is conditional on the row's current status, so an overlap deletes an object
+ * twice (idempotent) but never marks a row or emits an event twice.
+ */
+import { emitEvent } from "../outbox/emit.ts";
+import { fileDownloadUrl } from "./download_links.ts";
+import {
+  type ClaimedFile,
+  claimExpiredFiles,
+  claimFailedLeftovers,
+  clearFailedStorageKey,
+  findExpiringFiles,
+} from "./files_repo.ts";
+import { deleteStoredObject, markDeleted } from "./file_service.ts";
+import { UploadError } from "./upload_errors.ts";
+import { currentTime, type UploadDeps } from "./upload_deps.ts";
+import { storedPayload } from "./upload_service.ts";
+
+/** Counts of one `notifyExpiringFiles` run. */
+export interface ExpiryNoticeResult {
+  /** `file.expiring` events written. */
+  notified: number;
+  /** Files another run notified first (emitEvent reported a duplicate). */
+  skipped: number;
+}
+
+/** Counts of one `deleteExpiredFiles` run. */
+export interface CleanupResult {
+  /** Expired files whose object was deleted and row marked deleted. */
+  deleted: number;
+  /** Expired files left for the next run because storage failed. */
+  errors: number;
+  /** Failed files whose leftover object was removed. */
+  leftoversRemoved: number;
+}
+
+const NOTICE_PAGE = 500;
+const DELETE_CONCURRENCY = 8;
+
+/**
+ * Emits `file.expiring` (the `file.stored` fields plus `expires_at`; idempotency key
+ * `UploadFile:<id>`) once per stored or processed file whose `expires_at` falls within the next
+ * FILE_UPLOAD_EXPIRY_NOTIFY_HOURS and has not passed.
+ *
+ * @example
+ * const { notified } = await notifyExpiringFiles(deps);
+ */
+export async function notifyExpiringFiles(
+  deps: UploadDeps,
+  options: { now?: Date } = {},
+): Promise<ExpiryNoticeResult> {
+  const now = options.now ?? currentTime(deps);
+  const until = new Date(now.getTime() + deps.config.uploadExpiryNotifyHours * 3_600_000);
+  const result: ExpiryNoticeResult = { notified: 0, skipped: 0 };
+  let afterId: string | undefined;
+  while (true) {
+    const files = await findExpiringFiles(deps.db.sql, { now, until, limit: NOTICE_PAGE, afterId });
+    if (files.length === 0) break;
+    // Links are signed before the transaction: presigning is local, but keep I/O out anyway.
+    const payloads = await Promise.all(files.map(async (file) => ({
+      file,
+      payload: {
+        ...storedPayload(file, await fileDownloadUrl(deps, file)),
+        expires_at: file.expiresAt?.toISOString() ?? null,
+      },
+    })));
+    await deps.db.sql.begin(async (tx) => {
+      for (const { file, payload } of payloads) {
+        const emitted = await emitEvent(tx, {
+          aggregateType: "UploadFile",
+          aggregateId: file.id,
+          eventType: "file.expiring",
+          idempotencyKey: `UploadFile:${file.id}`,
+          payload,
+        });
+        if (emitted.status === "created") result.notified++;
+        else result.skipped++;
+      }
+    });
+    afterId = files.at(-1)!.id;
+    if (files.length < NOTICE_PAGE) break;
+  }
+  return result;
+}
+
+/**
+ * Deletes expired stored and processed files in batches of `batchSize`: object deleted, row
+ * marked deleted and `file.deleted` {file_id, reason: "expired"} emitted in one transaction. A
+ * storage error on one file is logged and leaves that row for the next run; the others go on.
+ * Then removes the leftover objects of failed files.
+ *
+ * @example
+ * const { deleted, errors } = await deleteExpiredFiles(deps, { batchSize: 1000 });
+ */
+export async function deleteExpiredFiles(
+  deps: UploadDeps,
+  options: { now?: Date; batchSize?: number } = {},
+): Promise<CleanupResult> {
+  const now = options.now ?? currentTime(deps);
+  const batchSize = options.batchSize ?? 1000;
+  const result: CleanupResult = { deleted: 0, errors: 0, leftoversRemoved: 0 };
+  const logger = deps.logger.child({ job: "delete_expired_files" });
+
+  const skipped: string[] = [];
+  while (true) {
+    const claimed = await deps.db.sql.begin((tx) =>
+      claimExpiredFiles(tx, { now, limit: batchSize, excludeIds: skipped })
+    );
+    if (claimed.length === 0) break;
+    await forEachLimited(claimed, DELETE_CONCURRENCY, async (file) => {
+      if (!await removeObject(deps, file, logger)) {
+        skipped.push(file.id);
+        result.errors++;
+        return;
+      }
+      const marked = await markDeleted(deps, { fileId: file.id, reason: "expired" });
+      if (marked !== null) result.deleted++;
+    });
+    if (claimed.length < batchSize) break;
+  }
+
+  const failedSkipped: string[] = [];
+  while (true) {
+    const claimed = await deps.db.sql.begin((tx) =>
+      claimFailedLeftovers(tx, { now, limit: batchSize, excludeIds: failedSkipped })
+    );
+    if (claimed.length === 0) break;
+    await forEachLimited(claimed, DELETE_CONCURRENCY, async (file) => {
+      if (!await removeObject(deps, file, logger)) {
+        failedSkipped.push(file.id);
+        result.errors++;
+        return;
+      }
+      if (await clearFailedStorageKey(deps.db.sql, file.id)) result.leftoversRemoved++;
+    });
+    if (claimed.length < batchSize) break;
+  }
+  if (result.deleted + result.errors + result.leftoversRemoved > 0) {
+    logger.info("expired files cleaned up", { ...result });
+  }
+  return result;
+}
+
+/** Deletes the claimed file's object; false (logged) when storage failed. */
+async function removeObject(
+  deps: UploadDeps,
+  file: ClaimedFile,
+  logger: UploadDeps["logger"],
+): Promise<boolean> {
+  try {
+    await deleteStoredObject(deps, file);
+    return true;
+  } catch (error) {
+    if (!(error instanceof UploadError)) throw error;
+    logger.warn("cannot delete an expired file's object; will retry next run", {
+      file_id: file.id,
+      error,
+    });
+    return false;
+  }
+}
+
+/** Runs `fn` over `items` with at most `limit` calls in flight. */
+async function forEachLimited<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
