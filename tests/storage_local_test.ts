@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
+import { bytesOf, seededStream, sha256 } from "./helpers/streams.ts";
 import { join } from "node:path";
 import { loadConfig } from "../src/config/config.ts";
 import { contentDisposition, safeFilename } from "../src/storage/content_disposition.ts";
@@ -8,39 +8,6 @@ import { S3StorageAdapter } from "../src/storage/s3_storage.ts";
 import { checkStorage } from "../src/storage/storage_check.ts";
 import { StorageError } from "../src/storage/storage.ts";
 import { createStorage } from "../src/storage/storage_factory.ts";
-
-/** Deterministic pseudo-random bytes (xorshift32), produced as the consumer pulls. */
-function seededStream(
-  seed: number,
-  size: number,
-  chunkSize = 64 * 1024,
-): ReadableStream<Uint8Array> {
-  let state = seed >>> 0 || 1;
-  let sent = 0;
-  return new ReadableStream({
-    pull(controller) {
-      if (sent >= size) return controller.close();
-      const n = Math.min(chunkSize, size - sent);
-      const words = new Uint32Array(Math.ceil(n / 4));
-      for (let i = 0; i < words.length; i++) {
-        state ^= state << 13;
-        state ^= state >>> 17;
-        state ^= state << 5;
-        words[i] = state >>> 0;
-      }
-      controller.enqueue(new Uint8Array(words.buffer, 0, n));
-      sent += n;
-    },
-  });
-}
-
-async function bytesOf(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
-  return new Uint8Array(await new Response(stream).arrayBuffer());
-}
-
-function sha256(bytes: Uint8Array): string {
-  return createHash("sha256").update(bytes).digest("hex");
-}
 
 /** A stream that sends `bytes`, then fails with `error`. */
 function failingStream(bytes: Uint8Array, error: Error): ReadableStream<Uint8Array> {
