@@ -6,7 +6,7 @@
  * images and PDF are inline (SPEC §5 Security), so uploaded HTML or SVG never runs here.
  */
 import { type Context, Hono } from "hono";
-import { resolveApiToken } from "../auth/account_service.ts";
+import { bearerUser } from "./middleware.ts";
 import { contentDisposition } from "../storage/content_disposition.ts";
 import { authorizeDownload, openDownload, presentation } from "../uploads/download_service.ts";
 import type { UploadFileRecord } from "../uploads/files_repo.ts";
@@ -132,25 +132,10 @@ async function serveFile(
   return new Response(source.body, { status: 206, headers });
 }
 
-/** The session user, or the owner of a valid bearer token (401 for a bad one). */
+/** The owner of a valid bearer token, else the session user (401 for a bad token). */
 async function requestUser(
   deps: AppDeps,
   c: Context<AppEnv>,
 ): Promise<{ id: string; isAdmin: boolean } | null> {
-  const header = c.req.header("authorization");
-  if (header === undefined) return c.get("user");
-  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-  const user = match ? await resolveApiToken(deps.db, match[1]!) : null;
-  if (user === null) {
-    throw new HttpError(
-      401,
-      "invalid_token",
-      "Cannot authenticate: the token is unknown or revoked",
-      {
-        "WWW-Authenticate": 'Bearer realm="portal", error="invalid_token"',
-      },
-    );
-  }
-  c.set("user", user);
-  return user;
+  return await bearerUser(deps, c) ?? c.get("user");
 }

@@ -5,7 +5,7 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { getCookie } from "hono/cookie";
 import { timingSafeEqual } from "node:crypto";
-import { resolveApiToken, resolveSession } from "../auth/account_service.ts";
+import { resolveApiToken, resolveSession, type User } from "../auth/account_service.ts";
 import type { AppDeps, AppEnv } from "./context.ts";
 import { clientAddress } from "./client_address.ts";
 import { HttpError, wantsJson } from "./errors.ts";
@@ -91,38 +91,45 @@ export function requireAdmin(): MiddlewareHandler<AppEnv> {
 }
 
 /**
+ * The owner of the request's bearer token (also set as `user`), null when the request carries
+ * no Authorization header; a malformed, unknown or revoked token is a 401.
+ */
+export async function bearerUser(deps: AppDeps, c: Context<AppEnv>): Promise<User | null> {
+  const header = c.req.header("authorization");
+  if (header === undefined) return null;
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  if (!match) {
+    throw new HttpError(
+      401,
+      "unauthorized",
+      'Cannot authenticate: expected "Authorization: Bearer <token>"',
+      {
+        "WWW-Authenticate": 'Bearer realm="portal"',
+      },
+    );
+  }
+  const user = await resolveApiToken(deps.db, match[1]!);
+  if (!user) {
+    throw new HttpError(
+      401,
+      "invalid_token",
+      "Cannot authenticate: the token is unknown or revoked",
+      {
+        "WWW-Authenticate": 'Bearer realm="portal", error="invalid_token"',
+      },
+    );
+  }
+  c.set("user", user);
+  return user;
+}
+
+/**
  * Authenticates API calls with `Authorization: Bearer <token>`. A browser session also counts
  * for GET requests, so the upload page's island can read the API it feeds on.
  */
 export function requireToken(deps: AppDeps): MiddlewareHandler<AppEnv> {
   return async function requireToken(c, next) {
-    const header = c.req.header("authorization");
-    if (header) {
-      const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-      if (!match) {
-        throw new HttpError(
-          401,
-          "unauthorized",
-          'Cannot authenticate: expected "Authorization: Bearer <token>"',
-          {
-            "WWW-Authenticate": 'Bearer realm="portal"',
-          },
-        );
-      }
-      const user = await resolveApiToken(deps.db, match[1]!);
-      if (!user) {
-        throw new HttpError(
-          401,
-          "invalid_token",
-          "Cannot authenticate: the token is unknown or revoked",
-          {
-            "WWW-Authenticate": 'Bearer realm="portal", error="invalid_token"',
-          },
-        );
-      }
-      c.set("user", user);
-      return await next();
-    }
+    if (await bearerUser(deps, c)) return await next();
     if (
       c.get("user") && (c.req.method === "GET" || c.req.method === "HEAD" || csrfHeaderValid(c))
     ) {
