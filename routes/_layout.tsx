@@ -29,6 +29,7 @@ export function Layout({ title, user, csrfToken, islands, children }: LayoutProp
           {user && (
             <nav>
               <a href="/upload">Upload</a>
+              {user.isAdmin && <a href="/admin">Admin</a>}
               <span class="who">{user.email}{user.isAdmin ? " (admin)" : ""}</span>
               <form method="post" action="/logout" class="inline">
                 <input type="hidden" name="csrf_token" value={csrfToken ?? ""} />
