@@ -5,7 +5,7 @@
 import { Buffer } from "node:buffer";
 import type { Config } from "../config/config.ts";
 import type { Database } from "../db/db.ts";
-import { newId } from "../db/ids.ts";
+import { isUuid, newId } from "../db/ids.ts";
 import { VERSION } from "../version.ts";
 import { rollUpEvents } from "./deliveries_repo.ts";
 import { type Clock, messageId, signingSecrets, systemClock } from "./delivery_attempt.ts";
@@ -65,7 +65,7 @@ export async function addEndpoint(
     url,
     secret,
     eventTypes,
-    description: (input.description ?? "").trim(),
+    description: validateDescription(input.description ?? ""),
     now: (deps.clock ?? systemClock).now(),
   });
 }
@@ -80,6 +80,7 @@ export async function getEndpoint(
   deps: { db: Database },
   id: string,
 ): Promise<WebhookEndpoint | null> {
+  if (!isUuid(id)) return null;
   return await findEndpoint(deps.db.sql, id);
 }
 
@@ -88,6 +89,7 @@ export async function enableEndpoint(
   deps: { db: Database; clock?: Clock },
   id: string,
 ): Promise<WebhookEndpoint | null> {
+  if (!isUuid(id)) return null;
   const now = (deps.clock ?? systemClock).now();
   return await setEndpointActive(deps.db.sql, { id, active: true, reason: "", now });
 }
@@ -101,6 +103,7 @@ export async function disableEndpoint(
   id: string,
   { reason = "disabled by an operator" }: { reason?: string } = {},
 ): Promise<WebhookEndpoint | null> {
+  if (!isUuid(id)) return null;
   const now = (deps.clock ?? systemClock).now();
   return await setEndpointActive(deps.db.sql, { id, active: false, reason, now });
 }
@@ -113,6 +116,7 @@ export async function deleteEndpoint(
   deps: { db: Database; clock?: Clock },
   id: string,
 ): Promise<boolean> {
+  if (!isUuid(id)) return false;
   const now = (deps.clock ?? systemClock).now();
   return await deps.db.sql.begin(async (tx) => {
     const eventIds = await openEventIdsForEndpoint(tx, id);
@@ -135,6 +139,7 @@ export async function rotateSecret(
   deps: { db: Database; clock?: Clock },
   id: string,
 ): Promise<WebhookEndpoint | null> {
+  if (!isUuid(id)) return null;
   const now = (deps.clock ?? systemClock).now();
   return await rotateEndpointSecret(deps.db.sql, {
     id,
@@ -175,6 +180,7 @@ export async function testEndpoint(
   },
   id: string,
 ): Promise<EndpointTestResult | null> {
+  if (!isUuid(id)) return null;
   const endpoint = await findEndpoint(deps.db.sql, id);
   if (endpoint === null) return null;
   const now = (deps.clock ?? systemClock).now();
@@ -234,6 +240,17 @@ function validateUrl(value: string): string {
     );
   }
   return url.href;
+}
+
+function validateDescription(value: string): string {
+  const description = value.trim();
+  // deno-lint-ignore no-control-regex -- control characters (NUL above all) are what we refuse
+  if (description.length > 500 || /[\u0000-\u001f\u007f]/.test(description)) {
+    throw new WebhookEndpointError(
+      "Cannot use the description: expected at most 500 characters without control characters",
+    );
+  }
+  return description;
 }
 
 function validateSecret(secret: string): string {

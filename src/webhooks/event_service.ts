@@ -3,6 +3,7 @@
  * admin "retry" fixed to reset `attempts`), and delete old finished ones (SPEC §5 Jobs: outbox
  * retention, `OUTBOX_RETENTION_HOURS`).
  */
+import { isUuid } from "../db/ids.ts";
 import type { Config } from "../config/config.ts";
 import type { Database } from "../db/db.ts";
 import { OUTBOX_CHANNEL } from "../outbox/emit.ts";
@@ -67,6 +68,7 @@ export async function getEventDetail(
   deps: { db: Database },
   id: string,
 ): Promise<EventDetail | null> {
+  if (!isUuid(id)) return null;
   const event = await findEvent(deps.db.sql, id);
   if (event === null) return null;
   const [deliveries, attempts] = await Promise.all([
@@ -89,6 +91,7 @@ export async function retryEvent(
   eventId: string,
   { now = new Date() }: { now?: Date } = {},
 ): Promise<RetryResult | null> {
+  if (!isUuid(eventId)) return null;
   return await deps.db.sql.begin(async (tx) => {
     const locked = await lockEvents(tx, { ids: [eventId] });
     if (locked.length === 0) return null;
