@@ -10,6 +10,8 @@ import {
   WebhookEndpointError,
 } from "../src/webhooks/endpoint_service.ts";
 import { getEventDetail, retryEvent } from "../src/webhooks/event_service.ts";
+import { fanOutDueEvents } from "../src/webhooks/fanout.ts";
+import { emit } from "./helpers/webhooks.ts";
 
 Deno.test("webhook services answer malformed ids with not-found and refuse bad descriptions", async () => {
   const { testDb, db } = await createMigratedDatabase("endpoint_service");
@@ -36,6 +38,24 @@ Deno.test("webhook services answer malformed ids with not-found and refuse bad d
       description: "  CRM  ",
     });
     assert.equal(ok.description, "CRM");
+  } finally {
+    await testDb.drop();
+  }
+});
+
+Deno.test("fanOutDueEvents() gives the event the attempt limit of its deliveries", async () => {
+  const { testDb, db } = await createMigratedDatabase("fanout_max_attempts");
+  try {
+    await addEndpoint({ db }, { url: "https://example.com/hook" });
+    const eventId = await emit(db, "file.stored");
+    const result = await fanOutDueEvents({ db }, { now: new Date(), maxAttempts: 3 });
+    assert.equal(result.deliveries, 1);
+    const [event] = await db.sql<{ maxAttempts: number }[]>`
+      SELECT max_attempts AS "maxAttempts" FROM outbox_event WHERE id = ${eventId}`;
+    const [delivery] = await db.sql<{ maxAttempts: number }[]>`
+      SELECT max_attempts AS "maxAttempts" FROM webhook_delivery WHERE event_id = ${eventId}`;
+    assert.equal(event?.maxAttempts, 3);
+    assert.equal(delivery?.maxAttempts, 3);
   } finally {
     await testDb.drop();
   }

@@ -66,6 +66,11 @@ export async function fanOutDueEvents(
         maxAttempts: input.maxAttempts,
         now: input.now,
       });
+      // The event shows the attempt limit its deliveries run under (WEBHOOK_MAX_ATTEMPTS), not
+      // the default it was written with.
+      await tx`
+        UPDATE outbox_event SET max_attempts = ${input.maxAttempts}
+        WHERE id = ANY(${eventIds}::uuid[]) AND max_attempts <> ${input.maxAttempts}`;
       // Events with no matching endpoint roll up to delivered; the rest to pending with the
       // time their deliveries fall due.
       await rollUpEvents(tx, { eventIds, now: input.now, alreadyLocked: true });
