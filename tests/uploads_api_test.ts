@@ -464,6 +464,28 @@ Deno.test("/api/v1/batches: create, attach files, read, finalize", async () => {
     const bare = await app.request("/api/v1/batches", { method: "POST", headers: ada.auth });
     assert.equal(bare.status, 201);
     await bare.body?.cancel();
+    // What `curl -X POST` and `curl -d ''` send: an empty body without a JSON content type.
+    for (
+      const headers of <Record<string, string>[]> [{ "content-length": "0" }, {
+        "content-type": "application/x-www-form-urlencoded",
+        "content-length": "0",
+      }]
+    ) {
+      const empty = await app.request("/api/v1/batches", {
+        method: "POST",
+        headers: { ...ada.auth, ...headers },
+        body: "",
+      });
+      assert.equal(empty.status, 201);
+      await empty.body?.cancel();
+    }
+    const notJson = await app.request("/api/v1/batches", {
+      method: "POST",
+      headers: { ...ada.auth, "content-type": "text/plain" },
+      body: "hello",
+    });
+    assert.equal(notJson.status, 415);
+    await notJson.body?.cancel();
     const bad = await app.request("/api/v1/batches", {
       method: "POST",
       headers: { ...ada.auth, "content-type": "application/json" },

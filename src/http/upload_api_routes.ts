@@ -261,10 +261,19 @@ function contentLength(c: Context<AppEnv>): number | null {
   return value !== undefined && /^\d{1,16}$/.test(value) ? Number(value) : null;
 }
 
-/** A JSON object body, or `{}` when the request has no body at all. */
+/**
+ * A JSON object body, or `{}` when the request carries no body (`curl -X POST`, `-d ''`). A
+ * non-empty body still needs a JSON content type (415 otherwise, from readJsonObject).
+ */
 async function optionalJsonObject(c: Context<AppEnv>): Promise<Record<string, unknown>> {
-  const empty = c.req.raw.body === null ||
-    (c.req.header("content-type") === undefined && c.req.header("content-length") === "0");
-  if (empty) return {};
+  const json = /^application\/(.+\+)?json\b/i.test(c.req.header("content-type") ?? "");
+  if (c.req.raw.body === null) return {};
+  if (!json) {
+    // Peek: an empty body means "no options"; anything else is the wrong media type.
+    const reader = c.req.raw.body.getReader();
+    const { done, value } = await reader.read();
+    await reader.cancel().catch(() => {});
+    if (done || value.byteLength === 0) return {};
+  }
   return await readJsonObject(c);
 }
