@@ -42,7 +42,7 @@ interface Proc {
 
 function startProcess(script: string, env: Record<string, string>): Proc {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", script],
+    args: ["run", "-q", "-A", script],
     env,
     stdout: "piped",
     stderr: "inherit",

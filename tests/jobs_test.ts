@@ -14,7 +14,7 @@ Deno.test("startScheduler() runs a singleton job once per tick across three proc
       .sql`CREATE TABLE probe_run (id serial PRIMARY KEY, pid int NOT NULL, at timestamptz NOT NULL DEFAULT now())`;
     const children = [0, 1, 2].map(() =>
       new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", FIXTURE],
+        args: ["run", "-q", "-A", FIXTURE],
         env: { DATABASE_URL: testDb.url, RUN_MS: "4500", JOB_MS: "300" },
         stdout: "piped",
         stderr: "piped",

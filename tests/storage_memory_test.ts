@@ -18,7 +18,7 @@ interface Growth {
 
 async function measure(args: string[]) {
   const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", FIXTURE, ...args],
+    args: ["run", "-q", "-A", FIXTURE, ...args],
     stdout: "piped",
     stderr: "piped",
   }).output();

@@ -15,7 +15,7 @@ interface Run {
 function portal(databaseUrl: string) {
   return async (...args: string[]): Promise<Run> => {
     const output = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", MAIN, ...args],
+      args: ["run", "-q", "-A", MAIN, ...args],
       env: {
         DATABASE_URL: databaseUrl,
         PORTAL_WEBHOOK_ALLOW_PRIVATE: "true",

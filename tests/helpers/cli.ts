@@ -39,8 +39,10 @@ function baseEnv(extra: Record<string, string> = {}): Record<string, string> {
 }
 
 function command(args: string[], options: CliOptions, signal?: AbortSignal): Deno.Command {
+  // `-q`: on a fresh Deno cache, `deno run` may print its own "Download https://..." progress
+  // lines on stderr; they are not Portal's output and would break the comparisons below.
   return new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN_TS, ...args],
+    args: ["run", "-q", "-A", MAIN_TS, ...args],
     cwd: REPO_ROOT,
     clearEnv: true,
     env: baseEnv(options.env),
