@@ -18,10 +18,17 @@ import { startServer } from "../src/http/server.ts";
 import { DEFAULT_ALLOWED_TYPES } from "../src/config/settings.ts";
 import { createMigratedDatabase } from "./helpers/db.ts";
 import { login, testDeps } from "./helpers/app.ts";
-import { collectPageErrors, launchChromium, signInThroughForm } from "./helpers/browser.ts";
+import {
+  collectPageErrors,
+  launchChromium,
+  signInThroughForm,
+  throttleUploads,
+} from "./helpers/browser.ts";
 
 const EMAIL = "uploader@example.test";
 const PASSWORD = "correct horse battery";
+/** Upload speed while the progress bars are watched: 1.5 MB takes about 4 s. */
+const UPLOAD_BYTES_PER_SECOND = 400 * 1024;
 /** The upload form's button (the top bar's "Log out" is a submit button too). */
 const SUBMIT = 'form.upload button[type="submit"]';
 
@@ -110,6 +117,29 @@ async function settledRows(page: Page, count: number): Promise<Record<string, st
         row,
       ) => [row.getAttribute("data-name") ?? "", row.getAttribute("data-state") ?? ""]),
     ));
+}
+
+/**
+ * Waits until file `name` is still sending and its bar shows a value strictly between `above`
+ * and 100, and returns that value: progress reported by `xhr.upload.onprogress`, since the
+ * island sets the bar to 0 when a request starts and to 100 only once the server answered.
+ */
+async function progressWhileSending(page: Page, name: string, above: number): Promise<number> {
+  const handle = await page.waitForFunction(
+    ({ name, above }) => {
+      const row = document.querySelector(`li.file[data-name="${name}"]`);
+      const bar = row?.querySelector("progress");
+      if (!row || !bar || row.getAttribute("data-state") !== "sending") return false;
+      return bar.value > above && bar.value < 100 ? bar.value : false;
+    },
+    { name, above },
+    { polling: 50, timeout: 10_000 },
+  ).catch((error: Error) => {
+    throw new Error(
+      `"${name}" never showed progress between ${above}% and 100% while sending: ${error.message}`,
+    );
+  });
+  return await handle.jsonValue() as number;
 }
 
 /** The text of the row for file `name`. */
@@ -248,13 +278,28 @@ Deno.test({
       ];
 
       await t.step(
-        "sends three chosen files with a progress bar each and shows their SHA-256",
+        "sends three chosen files with a progress bar each that moves while sending, then " +
+          "shows their SHA-256",
         async () => {
           await page.setInputFiles('input[name="files"]', payload(files));
           assert.equal(await page.locator("li.file").count(), 3);
           assert.match(await rowText(page, "notes.txt"), /1\.4 MB/);
-          await page.click(SUBMIT);
-          const states = await settledRows(page, 3);
+          // Loopback sends 1.5 MB in milliseconds; at this rate the files take about 4 s, so
+          // the bars can be watched moving before the server answers.
+          const unthrottle = await throttleUploads(page, UPLOAD_BYTES_PER_SECOND);
+          let states: Record<string, string>;
+          try {
+            await page.click(SUBMIT);
+            const early = await progressWhileSending(page, "notes.txt", 0);
+            const sending = join(tempDir, "upload_page_sending.png");
+            await page.screenshot({ path: sending, fullPage: true });
+            console.log(`screenshot: ${sending} (notes.txt at ${early}%)`);
+            const later = await progressWhileSending(page, "notes.txt", early);
+            console.log(`notes.txt progress while sending: ${early}% then ${later}%`);
+            states = await settledRows(page, 3);
+          } finally {
+            await unthrottle();
+          }
           assert.deepEqual(states, {
             "photo.png": "stored",
             "notes.txt": "stored",

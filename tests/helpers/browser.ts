@@ -50,3 +50,35 @@ export function collectPageErrors(page: Page): string[] {
   });
   return errors;
 }
+
+/**
+ * Slows the page's uploads to `bytesPerSecond` with the DevTools Protocol's network emulation
+ * (downloads and latency untouched), so a test can watch a request body while it is sent.
+ * Returns a function that lifts the limit and detaches the session.
+ *
+ * @example
+ * const unthrottle = await throttleUploads(page, 256 * 1024);
+ * try { ... } finally { await unthrottle(); }
+ */
+export async function throttleUploads(
+  page: Page,
+  bytesPerSecond: number,
+): Promise<() => Promise<void>> {
+  const session = await page.context().newCDPSession(page);
+  await session.send("Network.enable");
+  await session.send("Network.emulateNetworkConditions", {
+    offline: false,
+    latency: 0,
+    downloadThroughput: -1,
+    uploadThroughput: bytesPerSecond,
+  });
+  return async function unthrottle() {
+    await session.send("Network.emulateNetworkConditions", {
+      offline: false,
+      latency: 0,
+      downloadThroughput: -1,
+      uploadThroughput: -1,
+    });
+    await session.detach();
+  };
+}
