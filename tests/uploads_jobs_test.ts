@@ -4,6 +4,8 @@ import { markFileFailed, markFileProcessed } from "../src/uploads/file_service.t
 import { findFile } from "../src/uploads/files_repo.ts";
 import { deleteExpiredFiles, notifyExpiringFiles } from "../src/uploads/upload_jobs.ts";
 import { newId } from "../src/db/ids.ts";
+import type { StorageAdapter } from "../src/storage/storage.ts";
+import { captureLogger } from "./helpers/app.ts";
 import {
   createUploadFixture,
   outboxEvents,
@@ -14,6 +16,25 @@ import {
 } from "./helpers/uploads.ts";
 
 const MINUTE = 60_000;
+
+/**
+ * `storage`, except that deleting `key` throws a plain Error (not a StorageError): an adapter
+ * failing in a way nobody planned for.
+ */
+function throwingOnDelete(storage: StorageAdapter, key: string): StorageAdapter {
+  return new Proxy(storage, {
+    get(target, property) {
+      if (property === "deleteObject") {
+        return async (k: string) => {
+          if (k === key) throw new Error(`adapter exploded on "${k}"`);
+          await target.deleteObject(k);
+        };
+      }
+      const value = Reflect.get(target, property, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
 
 async function storeExpiring(fx: UploadFixture, name: string, expiresInMs: number) {
   const { file } = await uploadFile(fx.deps, {
@@ -110,10 +131,18 @@ Deno.test("deleteExpiredFiles() deletes expired files and survives a storage err
                                expires_at, sha256, size_bytes, content_type)
       VALUES (${brokenId}, 'broken.pdf', 'local', 'uploads/../../escape', 'stored',
               ${new Date(Date.now() - 30 * MINUTE)}, '', 1, 'application/pdf')`;
+    // A real file whose deletion makes the adapter throw something that is no StorageError.
+    const exploding = await storeExpiring(fx, "exploding.pdf", -2 * MINUTE);
+    const { logger, lines } = captureLogger();
+    const deps = {
+      ...fx.deps,
+      logger,
+      storage: throwingOnDelete(fx.deps.storage, exploding.storageKey!),
+    };
 
-    await t.step("the first run: every deletable file gone, the broken one left", async () => {
-      const result = await deleteExpiredFiles(fx.deps, { batchSize: 2 });
-      assert.deepEqual(result, { deleted: 4, errors: 1, leftoversRemoved: 1 });
+    await t.step("the first run: every deletable file gone, the two broken ones left", async () => {
+      const result = await deleteExpiredFiles(deps, { batchSize: 2 });
+      assert.deepEqual(result, { deleted: 4, errors: 2, leftoversRemoved: 1 });
       for (const file of expired) {
         assert.equal(
           (await findFile(fx.db.sql, file.id))?.status,
@@ -122,11 +151,15 @@ Deno.test("deleteExpiredFiles() deletes expired files and survives a storage err
         );
       }
       assert.equal((await findFile(fx.db.sql, brokenId))?.status, "stored");
+      assert.equal((await findFile(fx.db.sql, exploding.id))?.status, "stored");
       assert.equal((await findFile(fx.db.sql, fresh.id))?.status, "stored");
       const failedRow = await findFile(fx.db.sql, leftover.id);
       assert.equal(failedRow?.status, "failed");
       assert.equal(failedRow?.storageKey, null);
-      assert.deepEqual(await walkFiles(fx.root), [`objects/${fresh.storageKey}`]);
+      assert.deepEqual(
+        await walkFiles(fx.root),
+        [`objects/${exploding.storageKey}`, `objects/${fresh.storageKey}`].sort(),
+      );
       const events = await outboxEvents(fx.db, "file.deleted");
       assert.deepEqual(
         events.map((e) => e.payload).sort((a, b) =>
@@ -135,14 +168,31 @@ Deno.test("deleteExpiredFiles() deletes expired files and survives a storage err
         expired.map((f) => ({ file_id: f.id, reason: "expired" }))
           .sort((a, b) => a.file_id.localeCompare(b.file_id)),
       );
+      // The unexpected error is logged with the file it concerns, as name and message only.
+      const logged = lines.map((line) => JSON.parse(line) as Record<string, unknown>)
+        .filter((line) => line.file_id === exploding.id);
+      assert.equal(logged.length, 1);
+      assert.equal(logged[0]!.level, "error");
+      assert.equal(logged[0]!.error, `Error: adapter exploded on "${exploding.storageKey}"`);
+      assert.ok(!lines.some((line) => line.includes(fx.deps.secretKey)), "no secret is logged");
     });
-    await t.step("the next run only retries the broken row", async () => {
-      assert.deepEqual(await deleteExpiredFiles(fx.deps), {
+    await t.step("the next run only retries the two broken rows", async () => {
+      assert.deepEqual(await deleteExpiredFiles(deps), {
         deleted: 0,
-        errors: 1,
+        errors: 2,
         leftoversRemoved: 0,
       });
       assert.equal((await outboxEvents(fx.db, "file.deleted")).length, 4);
+    });
+    await t.step("once the adapter behaves, the file it threw on is deleted", async () => {
+      assert.deepEqual(await deleteExpiredFiles(fx.deps), {
+        deleted: 1,
+        errors: 1,
+        leftoversRemoved: 0,
+      });
+      assert.equal((await findFile(fx.db.sql, exploding.id))?.status, "deleted");
+      assert.equal((await outboxEvents(fx.db, "file.deleted")).length, 5);
+      assert.deepEqual(await walkFiles(fx.root), [`objects/${fresh.storageKey}`]);
     });
     await t.step("two runs at once delete and announce each file exactly once", async () => {
       await fx.db.sql`DELETE FROM upload_file WHERE id = ${brokenId}`;

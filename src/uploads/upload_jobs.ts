@@ -31,7 +31,7 @@ export interface ExpiryNoticeResult {
 export interface CleanupResult {
   /** Expired files whose object was deleted and row marked deleted. */
   deleted: number;
-  /** Expired files left for the next run because storage failed. */
+  /** Files left for the next run because their cleanup threw (storage or anything else). */
   errors: number;
   /** Failed files whose leftover object was removed. */
   leftoversRemoved: number;
@@ -88,9 +88,10 @@ export async function notifyExpiringFiles(
 
 /**
  * Deletes expired stored and processed files in batches of `batchSize`: object deleted, row
- * marked deleted and `file.deleted` {file_id, reason: "expired"} emitted in one transaction. A
- * storage error on one file is logged and leaves that row for the next run; the others go on.
- * Then removes the leftover objects of failed files.
+ * marked deleted and `file.deleted` {file_id, reason: "expired"} emitted in one transaction. Any
+ * error on one file (storage, an adapter's own exception, the database) is logged, counted in
+ * `errors` and leaves that row for the next run; the others go on. Then removes the leftover
+ * objects of failed files the same way.
  *
  * @example
  * const { deleted, errors } = await deleteExpiredFiles(deps, { batchSize: 1000 });
@@ -111,13 +112,15 @@ export async function deleteExpiredFiles(
     );
     if (claimed.length === 0) break;
     await forEachLimited(claimed, DELETE_CONCURRENCY, async (file) => {
-      if (!await removeObject(deps, file, logger)) {
+      const ok = await perFile(file, logger, async () => {
+        await deleteStoredObject(deps, file);
+        const marked = await markDeleted(deps, { fileId: file.id, reason: "expired" });
+        if (marked !== null) result.deleted++;
+      });
+      if (!ok) {
         skipped.push(file.id);
         result.errors++;
-        return;
       }
-      const marked = await markDeleted(deps, { fileId: file.id, reason: "expired" });
-      if (marked !== null) result.deleted++;
     });
     if (claimed.length < batchSize) break;
   }
@@ -129,12 +132,14 @@ export async function deleteExpiredFiles(
     );
     if (claimed.length === 0) break;
     await forEachLimited(claimed, DELETE_CONCURRENCY, async (file) => {
-      if (!await removeObject(deps, file, logger)) {
+      const ok = await perFile(file, logger, async () => {
+        await deleteStoredObject(deps, file);
+        if (await clearFailedStorageKey(deps.db.sql, file.id)) result.leftoversRemoved++;
+      });
+      if (!ok) {
         failedSkipped.push(file.id);
         result.errors++;
-        return;
       }
-      if (await clearFailedStorageKey(deps.db.sql, file.id)) result.leftoversRemoved++;
     });
     if (claimed.length < batchSize) break;
   }
@@ -144,21 +149,30 @@ export async function deleteExpiredFiles(
   return result;
 }
 
-/** Deletes the claimed file's object; false (logged) when storage failed. */
-async function removeObject(
-  deps: UploadDeps,
+/**
+ * Runs the cleanup of one claimed file; false (logged) when anything in it threw. Every error
+ * is caught, not only storage errors: an adapter or database failure on one file must leave that
+ * row for the next run without stopping the rest of the batch. The logger keeps only an error's
+ * name and message, never a query, its parameters or credentials.
+ */
+async function perFile(
   file: ClaimedFile,
   logger: UploadDeps["logger"],
+  fn: () => Promise<void>,
 ): Promise<boolean> {
   try {
-    await deleteStoredObject(deps, file);
+    await fn();
     return true;
   } catch (error) {
-    if (!(error instanceof UploadError)) throw error;
-    logger.warn("cannot delete an expired file's object; will retry next run", {
-      file_id: file.id,
-      error,
-    });
+    const fields = { file_id: file.id, storage_key: file.storageKey, error };
+    if (error instanceof UploadError) {
+      logger.warn("cannot delete an expired file's object; will retry next run", fields);
+    } else {
+      logger.error(
+        "cannot clean up an expired file: unexpected error; will retry next run",
+        fields,
+      );
+    }
     return false;
   }
 }
