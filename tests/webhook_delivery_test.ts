@@ -248,6 +248,64 @@ Deno.test("deliverDueOnce() refuses a loopback endpoint when private targets are
   }
 });
 
+Deno.test("deliverDueOnce() retries a host that does not resolve, sending nothing, and says so", async (t) => {
+  const { testDb, db } = await createMigratedDatabase("webhook_unresolved");
+  const receiver = startReceiver();
+  try {
+    // RFC 6761 §6.4: a .invalid name never resolves. The lookup would send it to the receiver,
+    // so a request reaching the receiver would mean the guard let the name through.
+    const url = `http://hooks.portal-test.invalid:${receiver.port}/hook`;
+    const lookup = () => Promise.resolve(["127.0.0.1"]);
+    const reason =
+      `Cannot resolve host "hooks.portal-test.invalid" of webhook URL "${url}": .invalid names never resolve`;
+    await addEndpoint({ db }, { url });
+    const eventId = await emit(db, "file.stored");
+    const clock = new ManualClock();
+    const config = webhookTestConfig({ WEBHOOK_MAX_ATTEMPTS: "2" });
+
+    await t.step("the first attempt is pending, to be retried, with nothing sent", async () => {
+      const metrics = new Metrics();
+      const counts = await deliverDueOnce(deliveryDeps(db, { config, clock, lookup, metrics }));
+      assert.deepEqual(counts, { fannedOut: 1, delivered: 0, retried: 1, failed: 0, refused: 0 });
+      assert.equal(receiver.requests.length, 0, "no request may be sent");
+      const [delivery] = await deliveriesOf(db, eventId);
+      assert.equal(delivery!.status, "pending");
+      assert.equal(delivery!.attempts, 1);
+      assert.equal(delivery!.lastStatusCode, null);
+      assert.equal(delivery!.lastError, `${reason}; will retry`);
+      assert.doesNotMatch(delivery!.lastError, /Refused/);
+      assert.ok(delivery!.nextAttemptAt.getTime() > clock.now().getTime());
+      const attempts = await db.sql<{ statusCode: number | null; error: string }[]>`
+        SELECT status_code AS "statusCode", error FROM webhook_attempt
+        WHERE delivery_id = ${delivery!.id}`;
+      assert.deepEqual(attempts.map((a) => ({ ...a })), [{
+        statusCode: null,
+        error: `${reason}; will retry`,
+      }]);
+      assert.equal((await eventState(db, eventId)).status, "pending");
+      assert.equal(
+        metrics.counter("portal_webhook_deliveries_total", "").get({ outcome: "retry" }),
+        1,
+      );
+    });
+
+    await t.step("the last attempt fails the delivery without promising a retry", async () => {
+      clock.advance(3_600_000);
+      const counts = await deliverDueOnce(deliveryDeps(db, { config, clock, lookup }));
+      assert.equal(counts.failed, 1);
+      assert.equal(receiver.requests.length, 0);
+      const [delivery] = await deliveriesOf(db, eventId);
+      assert.equal(delivery!.status, "failed");
+      assert.equal(delivery!.attempts, 2);
+      assert.equal(delivery!.lastError, reason);
+      assert.equal((await eventState(db, eventId)).status, "failed");
+    });
+  } finally {
+    await receiver.close();
+    await testDb.drop();
+  }
+});
+
 Deno.test("deleteOldEvents() deletes old delivered and failed events with their deliveries, never pending ones", async () => {
   const { testDb, db } = await createMigratedDatabase("webhook_retention");
   const receiver = startReceiver((req) =>

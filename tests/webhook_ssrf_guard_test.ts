@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { type Lookup, resolveTarget, systemLookup } from "../src/webhooks/ssrf_guard.ts";
+import {
+  type Lookup,
+  type RefusedTarget,
+  resolveTarget,
+  systemLookup,
+} from "../src/webhooks/ssrf_guard.ts";
 
 /** A resolver answering from a table, so no test query leaves the machine. */
 function fakeLookup(table: Record<string, string[]>): Lookup {
@@ -10,10 +15,15 @@ function fakeLookup(table: Record<string, string[]>): Lookup {
   };
 }
 
-async function refusal(url: string, lookup?: Lookup): Promise<string> {
+async function refused(url: string, lookup?: Lookup): Promise<RefusedTarget> {
   const result = await resolveTarget(url, { allowPrivate: false, lookup });
   assert.equal(result.ok, false, `${url} should be refused`);
-  return result.ok ? "" : result.reason;
+  if (result.ok) throw new Error("unreachable");
+  return result;
+}
+
+async function refusal(url: string, lookup?: Lookup): Promise<string> {
+  return (await refused(url, lookup)).reason;
 }
 
 Deno.test("resolveTarget() refuses IP literals in non-public ranges", async () => {
@@ -62,10 +72,12 @@ Deno.test("resolveTarget() refuses a host name that resolves to a private addres
     "empty.example.com": [],
     "garbage.example.com": ["not-an-ip"],
   });
-  assert.equal(
-    await refusal("http://rebind.example.com/hook", lookup),
-    'Refused webhook URL "http://rebind.example.com/hook": host "rebind.example.com" resolves to 127.0.0.1 (loopback)',
-  );
+  assert.deepEqual(await refused("http://rebind.example.com/hook", lookup), {
+    ok: false,
+    reason:
+      'Refused webhook URL "http://rebind.example.com/hook": host "rebind.example.com" resolves to 127.0.0.1 (loopback)',
+    unresolved: false,
+  });
   assert.equal(
     await refusal("http://x.internal/", lookup),
     'Refused webhook URL "http://x.internal/": host "x.internal" resolves to 10.1.2.3 (private)',
@@ -76,22 +88,38 @@ Deno.test("resolveTarget() refuses a host name that resolves to a private addres
     await refusal("https://v6.example.com/", lookup),
     /resolves to fe80::1 \(link-local\)/,
   );
-  assert.match(await refusal("https://empty.example.com/", lookup), /resolves to no address/);
   assert.match(await refusal("https://garbage.example.com/", lookup), /not an IP address/);
+  // A name with no address at all is a resolution failure, not a policy refusal.
+  assert.deepEqual(await refused("https://empty.example.com/", lookup), {
+    ok: false,
+    reason:
+      'Cannot resolve host "empty.example.com" of webhook URL "https://empty.example.com/": it resolves to no address',
+    unresolved: true,
+  });
 });
 
-Deno.test("resolveTarget() fails closed when the name does not resolve", async () => {
+Deno.test("resolveTarget() fails closed when the name does not resolve, marked unresolved", async () => {
   const failing: Lookup = () =>
     Promise.reject(new Error("getaddrinfo EAI_AGAIN hooks.example.com"));
+  assert.deepEqual(await refused("https://hooks.example.com/x", failing), {
+    ok: false,
+    reason:
+      'Cannot resolve host "hooks.example.com" of webhook URL "https://hooks.example.com/x": getaddrinfo EAI_AGAIN hooks.example.com',
+    unresolved: true,
+  });
+  const missing: Lookup = () =>
+    Promise.reject(Object.assign(new Error("x"), { code: "ENOTFOUND" }));
   assert.equal(
-    await refusal("https://hooks.example.com/x", failing),
-    'Refused webhook URL "https://hooks.example.com/x": host "hooks.example.com" could not be resolved: getaddrinfo EAI_AGAIN hooks.example.com',
+    await refusal("https://gone.example.com/", missing),
+    'Cannot resolve host "gone.example.com" of webhook URL "https://gone.example.com/": no such host',
   );
   // Default resolver: RFC 6761 .invalid names are refused without asking any DNS server.
-  assert.match(
-    await refusal("http://portal-webhook-test.invalid/hook"),
-    /host "portal-webhook-test\.invalid" could not be resolved/,
-  );
+  assert.deepEqual(await refused("http://portal-webhook-test.invalid/hook"), {
+    ok: false,
+    reason:
+      'Cannot resolve host "portal-webhook-test.invalid" of webhook URL "http://portal-webhook-test.invalid/hook": .invalid names never resolve',
+    unresolved: true,
+  });
   const hanging: Lookup = () => new Promise<string[]>(() => {});
   const slow = await resolveTarget("https://slow.example.com/", {
     allowPrivate: false,
@@ -101,7 +129,8 @@ Deno.test("resolveTarget() fails closed when the name does not resolve", async (
   assert.deepEqual(slow, {
     ok: false,
     reason:
-      'Refused webhook URL "https://slow.example.com/": host "slow.example.com" could not be resolved: lookup timed out after 20 ms',
+      'Cannot resolve host "slow.example.com" of webhook URL "https://slow.example.com/": lookup timed out after 20 ms',
+    unresolved: true,
   });
 });
 

@@ -108,12 +108,17 @@ export async function attemptDelivery(
     lookup: ctx.lookup,
   });
   if (!target.ok) {
-    const attempt = attemptRow(row, attemptNumber, startedAt, null, 0, target.reason, "");
-    // A name that does not resolve may resolve later (DNS outage): retry like a network error.
-    // A forbidden address is policy (SPEC §5 Delivery): fail at once, never retry.
-    if (/could not be resolved|resolves to no address/.test(target.reason)) {
-      return retryOrFail(row, ctx, { attempt, statusCode: null, error: target.reason }, null);
+    // A name that does not resolve may resolve later (DNS outage): nothing was sent, so retry
+    // like a network error and say so. A forbidden address is policy (SPEC §5 Delivery): fail
+    // at once, never retry.
+    if (target.unresolved) {
+      const error = attemptNumber < row.maxAttempts
+        ? `${target.reason}; will retry`
+        : target.reason;
+      const attempt = attemptRow(row, attemptNumber, startedAt, null, 0, error, "");
+      return retryOrFail(row, ctx, { attempt, statusCode: null, error }, null);
     }
+    const attempt = attemptRow(row, attemptNumber, startedAt, null, 0, target.reason, "");
     return {
       ...base,
       kind: "refused",

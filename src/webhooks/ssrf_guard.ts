@@ -24,8 +24,17 @@ export interface AllowedTarget {
 /** A URL the guard refused, with a readable reason. */
 export interface RefusedTarget {
   ok: false;
-  /** E.g. `Refused webhook URL "http://x/": host "x" resolves to 10.0.0.5 (private)`. */
+  /**
+   * E.g. `Refused webhook URL "http://x/": host "x" resolves to 10.0.0.5 (private)`, or for a
+   * name that did not resolve `Cannot resolve host "x" of webhook URL "http://x/": no such host`.
+   */
   reason: string;
+  /**
+   * True when the host name could not be resolved (lookup error or timeout, no address): nothing
+   * was checked or sent, and a DNS failure may be transient. False when the URL or an address
+   * is forbidden by policy.
+   */
+  unresolved: boolean;
 }
 
 /** Options for `resolveTarget`. */
@@ -86,7 +95,7 @@ export async function resolveTarget(
   // RFC 6761 §6.4: "invalid" names never resolve, and resolvers should answer that without
   // asking the network.
   if (name === "invalid" || name.endsWith(".invalid")) {
-    return refuse(shown, `host "${host}" could not be resolved: .invalid names never resolve`);
+    return unresolved(shown, host, ".invalid names never resolve");
   }
   let addresses: string[];
   try {
@@ -95,10 +104,10 @@ export async function resolveTarget(
       options.lookupTimeoutMs ?? DEFAULT_LOOKUP_TIMEOUT_MS,
     );
   } catch (error) {
-    return refuse(shown, `host "${host}" could not be resolved: ${errorMessage(error)}`);
+    return unresolved(shown, host, errorMessage(error));
   }
   const [first] = addresses;
-  if (first === undefined) return refuse(shown, `host "${host}" resolves to no address`);
+  if (first === undefined) return unresolved(shown, host, "it resolves to no address");
   for (const address of addresses) {
     const family = ipFamily(address);
     if (family === null) {
@@ -113,7 +122,15 @@ export async function resolveTarget(
 }
 
 function refuse(url: string, detail: string): RefusedTarget {
-  return { ok: false, reason: `Refused webhook URL "${url}": ${detail}` };
+  return { ok: false, reason: `Refused webhook URL "${url}": ${detail}`, unresolved: false };
+}
+
+function unresolved(url: string, host: string, detail: string): RefusedTarget {
+  return {
+    ok: false,
+    reason: `Cannot resolve host "${host}" of webhook URL "${url}": ${detail}`,
+    unresolved: true,
+  };
 }
 
 /** The URL without user info, so a refused URL's password never reaches a log. */
