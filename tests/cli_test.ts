@@ -3,9 +3,10 @@ import { authenticate } from "../src/auth/account_service.ts";
 import { COMMAND_USAGE } from "../src/cli/usage.ts";
 import { createApp } from "../src/http/app.ts";
 import { VERSION } from "../src/version.ts";
-import { testDeps } from "./helpers/app.ts";
+import { freePort, testDeps } from "./helpers/app.ts";
 import { runCli } from "./helpers/cli.ts";
 import { createTestDatabase } from "./helpers/db.ts";
+import { startS3rver } from "./helpers/s3rver.ts";
 
 const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/;
 
@@ -192,5 +193,120 @@ Deno.test("portal user create, user list and token create manage accounts", asyn
     });
   } finally {
     await testDb.drop();
+  }
+});
+
+/** `text` matched literally inside a RegExp. */
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+/** Every regular file under `dir` (relative paths, sorted). */
+async function filesUnder(dir: string, prefix = ""): Promise<string[]> {
+  const found: string[] = [];
+  for await (const entry of Deno.readDir(dir)) {
+    const path = `${prefix}${entry.name}`;
+    if (entry.isDirectory) found.push(...await filesUnder(`${dir}/${entry.name}`, `${path}/`));
+    else found.push(path);
+  }
+  return found.sort();
+}
+
+Deno.test("portal storage check round-trips a probe object and says what is wrong", async (t) => {
+  const dataDir = await Deno.makeTempDir({ prefix: "portal_cli_storage_" });
+  const s3 = await startS3rver();
+  const endpoint = escapeRegExp(s3.endpointUrl);
+  // PORTAL_DATA_DIR in every case: the child's working directory is the repository.
+  const s3Env = (overrides: Record<string, string> = {}) => ({
+    PORTAL_DATA_DIR: dataDir,
+    STORAGE_BACKEND: "s3",
+    AWS_STORAGE_BUCKET_NAME: s3.bucket,
+    AWS_S3_ENDPOINT_URL: s3.endpointUrl,
+    AWS_ACCESS_KEY_ID: s3.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
+    ...overrides,
+  });
+  try {
+    await t.step("local: exit 0 and one success line naming the directory", async () => {
+      const result = await runCli(["storage", "check"], { env: { PORTAL_DATA_DIR: dataDir } });
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(result.stderr, "");
+      assert.match(
+        result.stdout,
+        new RegExp(
+          `^Storage OK: local directory "${escapeRegExp(dataDir)}/media": wrote, read back ` +
+            `and deleted a 4096-byte probe object in \\d+ ms\\n$`,
+        ),
+      );
+      assert.deepEqual(await filesUnder(dataDir), [], "the probe left no file behind");
+    });
+
+    await t.step("S3 endpoint down: exit 1 naming the endpoint", async () => {
+      const closed = `http://127.0.0.1:${freePort()}`;
+      const result = await runCli(["storage", "check"], {
+        env: s3Env({ AWS_S3_ENDPOINT_URL: closed }),
+      });
+      assert.equal(result.code, 1);
+      assert.equal(result.stdout, "");
+      assert.equal(
+        result.stderr,
+        `Storage check failed: Cannot reach S3 endpoint "${closed}": connection refused; ` +
+          `check AWS_S3_ENDPOINT_URL and that the service is running\n`,
+      );
+    });
+
+    await t.step("S3 bucket missing: exit 1 naming the bucket", async () => {
+      const missing = `${s3.bucket}-missing`;
+      const result = await runCli(["storage", "check"], {
+        env: s3Env({ AWS_STORAGE_BUCKET_NAME: missing }),
+      });
+      assert.equal(result.code, 1);
+      assert.equal(result.stdout, "");
+      assert.match(
+        result.stderr,
+        new RegExp(
+          `^Storage check failed: Cannot store object "portal-probe/[0-9a-f-]{36}": bucket ` +
+            `"${missing}" does not exist at "${endpoint}"; create the bucket or fix ` +
+            `AWS_STORAGE_BUCKET_NAME\\n$`,
+        ),
+      );
+    });
+
+    await t.step("S3 credentials refused: exit 1 naming the settings to check", async () => {
+      // s3rver knows one access key and does not verify signatures: an unknown key id is the
+      // refusal it can give.
+      const result = await runCli(["storage", "check"], {
+        env: s3Env({ AWS_ACCESS_KEY_ID: "PORTALUNKNOWNKEY" }),
+      });
+      assert.equal(result.code, 1);
+      assert.equal(result.stdout, "");
+      assert.match(
+        result.stderr,
+        new RegExp(
+          `^Storage check failed: Cannot store object "portal-probe/[0-9a-f-]{36}": S3 endpoint ` +
+            `"${endpoint}" refused access to bucket "${s3.bucket}" ` +
+            `\\(InvalidAccessKeyId: .*\\); check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and ` +
+            `the bucket policy\\n$`,
+        ),
+      );
+    });
+
+    await t.step("S3 with the bucket: exit 0 and the probe is gone", async () => {
+      const result = await runCli(["storage", "check"], { env: s3Env() });
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(result.stderr, "");
+      assert.match(
+        result.stdout,
+        new RegExp(
+          `^Storage OK: S3 bucket "${s3.bucket}" at "${endpoint}": wrote, read back and ` +
+            `deleted a 4096-byte probe object in \\d+ ms\\n$`,
+        ),
+      );
+      assert.deepEqual(await filesUnder(`${s3.directory}/${s3.bucket}`), []);
+      assert.deepEqual(await s3.pendingUploads(), []);
+    });
+  } finally {
+    await s3.stop();
+    await Deno.remove(dataDir, { recursive: true });
   }
 });
