@@ -2,8 +2,10 @@
  * Webhook delivery figures (SPEC §5 Delivery; targets: commit-to-arrival p50 < 50 ms and
  * p99 < 250 ms, at least 1,000 deliveries/s with 2 workers), on a fresh Postgres database with
  * a receiver process and worker processes on loopback:
- *   (a) latency: 500 events emitted one by one, each in its own transaction stamped with its
- *       commit time, one worker process;
+ *   (a) latency: 500 real uploads one by one through the upload service (a small PDF stored on
+ *       local storage, its row and `file.stored` event committed in one transaction), from the
+ *       moment the service returns (just after COMMIT) to the webhook's arrival, one worker
+ *       process;
  *   (b) throughput: 20,000 pending events to 2 endpoints (40,000 deliveries) drained by 1 and by
  *       2 worker processes, with each worker's RSS at the start and the end of draining.
  *
@@ -15,6 +17,14 @@ import postgres from "postgres";
 import { createServerDatabase, type Database } from "../src/db/db.ts";
 import { migrate } from "../src/db/migrate.ts";
 import { emitEvent } from "../src/outbox/emit.ts";
+import { configFrom } from "../src/config/config.ts";
+import { silentLogger } from "../src/log/logger.ts";
+import { Metrics } from "../src/metrics/metrics.ts";
+import { LocalStorageAdapter } from "../src/storage/local_storage.ts";
+import type { UploadDeps } from "../src/uploads/upload_deps.ts";
+import { uploadFile } from "../src/uploads/upload_service.ts";
+import { join } from "node:path";
+import { newId } from "../src/db/ids.ts";
 import { addEndpoint } from "../src/webhooks/endpoint_service.ts";
 
 const SERVER_URL = Deno.env.get("BENCH_DATABASE_URL") ??
@@ -132,34 +142,73 @@ function workerEnv(url: string, id: string): Record<string, string> {
 
 const mib = (bytes: unknown) => `${(Number(bytes) / 1048576).toFixed(0)} MiB`;
 
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
+
+/** A small body that sniffs as PDF (an allowed type), different each time. */
+function pdfBody(n: number): ReadableStream<Uint8Array> {
+  const bytes = new TextEncoder().encode(`%PDF-1.4\n% bench upload ${n}\n${"x".repeat(1024)}\n`);
+  return new Blob([bytes]).stream();
+}
+
 async function latencyRun(db: Database, url: string, receiverBase: string): Promise<string[]> {
   await fetch(`${receiverBase}/reset`, { method: "POST" });
+  const dataDir = await Deno.makeTempDir({ prefix: "portal-bench-delivery-" });
+  const secretKey = "bench-secret-key-0123456789abcdefghijklmnop";
+  const config = configFrom({ PORTAL_SECRET_KEY: secretKey, PORTAL_DATA_DIR: dataDir });
+  const deps: UploadDeps = {
+    config,
+    db,
+    storage: new LocalStorageAdapter({ root: join(dataDir, "media") }),
+    logger: silentLogger,
+    secretKey,
+    metrics: new Metrics(),
+  };
+  const [user] = await db.sql<{ id: string }[]>`
+    INSERT INTO users (id, email, password_hash, is_admin)
+    VALUES (${newId()}, 'bench@localhost', 'x', false) RETURNING id`;
   const worker = startProcess(WORKER, workerEnv(url, "latency"));
   await worker.next((l) => l.ready === true);
   await new Promise((resolve) => setTimeout(resolve, 500)); // LISTEN established
-  for (let i = 0; i < LATENCY_EVENTS; i++) {
-    await db.sql.begin(async (tx) => {
-      await emitEvent(tx, {
-        aggregateType: "UploadFile",
-        aggregateId: crypto.randomUUID(),
-        eventType: "file.stored",
-        // The last statement before COMMIT: the stamp is the commit time to within a round trip.
-        payload: { n: i, committed_at: performance.timeOrigin + performance.now() },
+  const committed = new Map<string, number>();
+  try {
+    for (let i = 0; i < LATENCY_EVENTS; i++) {
+      const { file } = await uploadFile(deps, {
+        body: pdfBody(i),
+        filename: `bench-${i}.pdf`,
+        uploader: { id: user!.id, isAdmin: false },
       });
-    });
-    await new Promise((resolve) => setTimeout(resolve, 5));
+      // The service returns right after COMMIT, so this stamp is the commit time to within the
+      // commit's acknowledgement: the latency below is a slight underestimate, never an over-.
+      committed.set(file.id, performance.timeOrigin + performance.now());
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    await waitFor(
+      "latency deliveries",
+      async () => (await stats(receiverBase)).count >= LATENCY_EVENTS,
+      60_000,
+    );
+  } finally {
+    await stopProcess(worker);
+    await Deno.remove(dataDir, { recursive: true }).catch(() => {});
   }
-  await waitFor(
-    "latency deliveries",
-    async () => (await stats(receiverBase)).count >= LATENCY_EVENTS,
-    60_000,
-  );
-  await stopProcess(worker);
-  const { latency } = await stats(receiverBase);
+  const arrivals = await (await fetch(`${receiverBase}/arrivals`)).json() as Record<
+    string,
+    number
+  >;
+  const latencies = [...committed].map(([id, at]) => (arrivals[id] ?? NaN) - at);
+  const missing = latencies.filter((l) => Number.isNaN(l)).length;
+  if (missing > 0) throw new Error(`${missing} uploads' webhooks never arrived`);
+  const sorted = latencies.sort((a, b) => a - b);
   return [
-    `(a) commit-to-arrival latency, ${latency.n} events one by one, 1 worker:`,
-    `    p50 ${latency.p50?.toFixed(1)} ms (target < 50), p90 ${latency.p90?.toFixed(1)} ms, ` +
-    `p99 ${latency.p99?.toFixed(1)} ms (target < 250), max ${latency.max.toFixed(1)} ms`,
+    `(a) commit-to-arrival latency, ${sorted.length} uploads one by one (upload service, local ` +
+    `storage), 1 worker:`,
+    `    p50 ${percentile(sorted, 50).toFixed(1)} ms (target < 50), p90 ${
+      percentile(sorted, 90).toFixed(1)
+    } ms, p99 ${percentile(sorted, 99).toFixed(1)} ms (target < 250), max ${
+      sorted.at(-1)!.toFixed(1)
+    } ms`,
   ];
 }
 

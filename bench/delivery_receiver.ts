@@ -1,13 +1,15 @@
 /**
  * The webhook receiver of bench/delivery.ts, run as its own process so its work does not share
  * an event loop with the bench. POST anything: counted by `webhook-id` and path, and when the
- * payload carries `committed_at` (epoch ms) the commit-to-arrival latency is kept.
+ * payload carries `committed_at` (epoch ms) the commit-to-arrival latency is kept; when it carries
+ * a `file_id` (a real `file.stored` event) its arrival time is kept for GET /arrivals.
  * GET /stats returns the figures; POST /reset clears them. Prints `{"port":N}` when listening.
  */
 
 let count = 0;
 let ids = new Set<string>();
 let latencies: number[] = [];
+let arrivals = new Map<string, number>();
 let first = 0;
 let last = 0;
 const perPath = new Map<string, number>();
@@ -44,10 +46,14 @@ const server = Deno.serve({
       },
     });
   }
+  if (req.method === "GET" && url.pathname === "/arrivals") {
+    return Response.json(Object.fromEntries(arrivals));
+  }
   if (req.method === "POST" && url.pathname === "/reset") {
     count = 0;
     ids = new Set();
     latencies = [];
+    arrivals = new Map();
     first = last = 0;
     perPath.clear();
     return new Response("reset");
@@ -60,8 +66,11 @@ const server = Deno.serve({
   perPath.set(url.pathname, (perPath.get(url.pathname) ?? 0) + 1);
   const id = req.headers.get("webhook-id");
   if (id) ids.add(id);
-  const committedAt = (JSON.parse(body) as { data?: { committed_at?: number } }).data?.committed_at;
-  if (typeof committedAt === "number") latencies.push(at - committedAt);
+  const data = (JSON.parse(body) as { data?: { committed_at?: number; file_id?: string } }).data;
+  if (typeof data?.committed_at === "number") latencies.push(at - data.committed_at);
+  if (typeof data?.file_id === "string" && !arrivals.has(data.file_id)) {
+    arrivals.set(data.file_id, at);
+  }
   return new Response("ok");
 });
 
