@@ -1,9 +1,12 @@
 import assert from "node:assert/strict";
 import { createApp } from "../src/http/app.ts";
+import type { AppDeps } from "../src/http/context.ts";
+import { createStorage } from "../src/storage/storage_factory.ts";
 import { signDownload } from "../src/uploads/download_links.ts";
 import {
   createTestUser,
   createUploadFixture,
+  outboxEvents,
   pdfBytes,
   pngBytes,
   randomBytes,
@@ -16,8 +19,24 @@ type Json = Record<string, unknown>;
 
 const HTML_TYPES = "text/html,image/svg+xml,image/png,application/pdf,text/plain";
 
+/** AWS_QUERYSTRING_EXPIRE for these tests: every download link lives this many seconds. */
+const LINK_SECONDS = 120;
+
 async function bytesOf(response: Response): Promise<Uint8Array> {
   return new Uint8Array(await response.arrayBuffer());
+}
+
+/** A SigV4 query-signed URL, signed just now, valid `seconds` from then. */
+function assertPresignedFor(url: URL, seconds: number): void {
+  assert.equal(url.searchParams.get("X-Amz-Algorithm"), "AWS4-HMAC-SHA256");
+  assert.equal(url.searchParams.get("X-Amz-Expires"), String(seconds));
+  assert.match(url.searchParams.get("X-Amz-Signature") ?? "", /^[0-9a-f]{64}$/);
+  const signedAt = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/
+    .exec(url.searchParams.get("X-Amz-Date") ?? "");
+  assert.ok(signedAt, `X-Amz-Date in ${url.href}`);
+  const [, y, mo, d, h, mi, sec] = signedAt.map(Number);
+  const signed = Date.UTC(y!, mo! - 1, d!, h!, mi!, sec!);
+  assert.ok(Math.abs(Date.now() - signed) < 60_000, "signed at the time of the request");
 }
 
 function assertSafetyHeaders(response: Response): void {
@@ -27,7 +46,7 @@ function assertSafetyHeaders(response: Response): void {
 
 Deno.test("GET /files/:id/download streams local files with Range, ETag and safe headers", async (t) => {
   const fx = await createUploadFixture("downloads_local", {
-    env: { FILE_UPLOAD_ALLOWED_TYPES: HTML_TYPES },
+    env: { FILE_UPLOAD_ALLOWED_TYPES: HTML_TYPES, AWS_QUERYSTRING_EXPIRE: String(LINK_SECONDS) },
   });
   try {
     const ada = await createTestUser(fx.db, "ada@example.org");
@@ -176,6 +195,45 @@ Deno.test("GET /files/:id/download streams local files with Range, ETag and safe
       assert.equal(crossed.status, 403, "a link signs one file only");
       await crossed.body?.cancel();
     });
+    await t.step(
+      `a signed link lives AWS_QUERYSTRING_EXPIRE (${LINK_SECONDS}) seconds from issue`,
+      async () => {
+        // The services' injected clock (UploadDeps.now), carried by the deps the app is built
+        // from; issued on a whole second so "120 s after issue" is exact.
+        const issuedAt = Math.floor(Date.now() / 1000) * 1000;
+        let now = issuedAt;
+        const timed: AppDeps & { now: () => Date } = { ...fx.deps, now: () => new Date(now) };
+        const timedApp = createApp(timed);
+        const created = await timedApp.request("/api/v1/files?filename=clock.pdf", {
+          method: "POST",
+          headers: ada.auth,
+          body: pdfBytes(5_000, 9),
+        });
+        assert.equal(created.status, 201);
+        const stored = await created.json() as Json;
+        const link = new URL(String(stored.url));
+        assert.equal(Number(link.searchParams.get("expires")), issuedAt / 1000 + LINK_SECONDS);
+        const target = link.pathname + link.search;
+
+        now = issuedAt + LINK_SECONDS * 1000;
+        const last = await timedApp.request(target);
+        assert.equal(last.status, 200, "still valid at its last second");
+        assert.equal((await bytesOf(last)).byteLength, 5_000);
+
+        now = issuedAt + (LINK_SECONDS + 1) * 1000;
+        const late = await timedApp.request(target, { headers: { accept: "application/json" } });
+        assert.equal(late.status, 403);
+        assert.match(late.headers.get("content-type") ?? "", /^application\/json/);
+        assert.deepEqual(await late.json(), {
+          error: {
+            code: "link_expired",
+            message: `Cannot download: the link expired at ${
+              new Date(issuedAt + LINK_SECONDS * 1000).toISOString()
+            }; ask for a new one`,
+          },
+        });
+      },
+    );
     await t.step("an HTML page and an SVG with a script download as attachments", async () => {
       const cases: [string, Uint8Array<ArrayBuffer>, string][] = [
         ["page.html", utf8("<!doctype html><script>document.title='pwned'</script>"), "text/html"],
@@ -227,7 +285,7 @@ Deno.test("GET /files/:id/download streams local files with Range, ETag and safe
 Deno.test("GET /files/:id/download redirects to a presigned S3 URL with the same disposition", async () => {
   const fx = await createUploadFixture("downloads_s3", {
     backend: "s3",
-    env: { FILE_UPLOAD_ALLOWED_TYPES: HTML_TYPES },
+    env: { FILE_UPLOAD_ALLOWED_TYPES: HTML_TYPES, AWS_QUERYSTRING_EXPIRE: String(LINK_SECONDS) },
   });
   try {
     const ada = await createTestUser(fx.db, "ada@example.org");
@@ -252,6 +310,8 @@ Deno.test("GET /files/:id/download redirects to a presigned S3 URL with the same
       presigned.searchParams.get("response-content-disposition"),
       `inline; filename="big photo.png"; filename*=UTF-8''big%20photo.png`,
     );
+    assertPresignedFor(presigned, LINK_SECONDS);
+    assertPresignedFor(new URL(String(file.url)), LINK_SECONDS);
     const fetched = await fetch(location);
     assert.equal(fetched.status, 200);
     assert.equal(sha256Hex(await bytesOf(fetched)), sha256Hex(bytes));
@@ -269,6 +329,49 @@ Deno.test("GET /files/:id/download redirects to a presigned S3 URL with the same
     assert.match(target.searchParams.get("response-content-disposition") ?? "", /^attachment; /);
     assert.equal(target.searchParams.get("response-content-type"), "text/html");
   } finally {
+    await fx.close();
+  }
+});
+
+Deno.test("GET /files/:id/download with AWS_QUERYSTRING_AUTH=false redirects to the unsigned object URL", async () => {
+  const fx = await createUploadFixture("downloads_s3_public", {
+    backend: "s3",
+    env: { AWS_QUERYSTRING_AUTH: "false", AWS_QUERYSTRING_EXPIRE: String(LINK_SECONDS) },
+  });
+  // The adapter as main.ts builds it, from the config the setting went into.
+  const storage = createStorage(fx.deps.config);
+  try {
+    const ada = await createTestUser(fx.db, "ada@example.org");
+    const app = createApp({ ...fx.deps, storage });
+    const bytes = pdfBytes(50_000);
+    const created = await app.request("/api/v1/files?filename=public%20report.pdf", {
+      method: "POST",
+      headers: ada.auth,
+      body: bytes,
+    });
+    assert.equal(created.status, 201);
+    const file = await created.json() as Json;
+    const [row] = await fx.db.sql<{ storageKey: string }[]>`
+      SELECT storage_key AS "storageKey" FROM upload_file WHERE id = ${String(file.id)}`;
+    assert.ok(row);
+    const objectUrl = `${fx.s3!.endpointUrl}/${fx.s3!.bucket}/${
+      row.storageKey.split("/").map(encodeURIComponent).join("/")
+    }`;
+    assert.equal(file.url, objectUrl, "the API answers the plain object URL");
+    const [event] = await outboxEvents(fx.db, "file.stored");
+    assert.equal(event?.payload.url, objectUrl, "so does the file.stored event");
+
+    const response = await app.request(`/files/${file.id}/download`, { headers: ada.auth });
+    assert.equal(response.status, 302);
+    const location = response.headers.get("location")!;
+    assert.equal(location, objectUrl);
+    assert.equal(new URL(location).search, "", "no signature, expiry or response overrides");
+    // s3rver serves anonymous reads, as a public bucket would.
+    const fetched = await fetch(location);
+    assert.equal(fetched.status, 200);
+    assert.equal(sha256Hex(await bytesOf(fetched)), sha256Hex(bytes));
+  } finally {
+    storage.close?.();
     await fx.close();
   }
 });
