@@ -2,11 +2,11 @@
 import { type Context, Hono } from "hono";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import { bodyLimit } from "hono/body-limit";
-import { HTTPException } from "hono/http-exception";
 import { createHmac, randomBytes } from "node:crypto";
 import { authenticate, endSession, startSession } from "../src/auth/account_service.ts";
 import type { AppDeps, AppEnv } from "../src/http/context.ts";
 import { HttpError } from "../src/http/errors.ts";
+import { readForm } from "../src/http/form_body.ts";
 import { checkCsrf, safeEqual, SESSION_COOKIE } from "../src/http/middleware.ts";
 import { renderPage } from "../src/http/render.tsx";
 
@@ -50,27 +50,20 @@ export function LoginPage({ csrfToken, next, email, error }: LoginPageProps) {
   );
 }
 
-/** Only same-site relative paths are followed after login (no open redirect). */
+/**
+ * Only same-site relative paths are followed after login (no open redirect). Control
+ * characters are refused too: in a Location header they are a header injection or a 500.
+ */
 function safeNext(value: unknown): string {
-  return typeof value === "string" && /^\/(?![/\\])/.test(value) ? value : "/";
+  return typeof value === "string" && /^\/(?![/\\])/.test(value) &&
+      // deno-lint-ignore no-control-regex -- refusing control characters is the point
+      !/[\u0000-\u001f\u007f]/.test(value)
+    ? value
+    : "/";
 }
 
 function signLoginToken(secretKey: string, nonce: string): string {
   return createHmac("sha256", secretKey).update(`login-csrf:${nonce}`).digest("base64url");
-}
-
-/** Parses the posted form; a body that is not form data is a 400, not a 500. */
-async function readForm(c: Context<AppEnv>): Promise<Record<string, unknown>> {
-  try {
-    return await c.req.parseBody();
-  } catch (error) {
-    if (error instanceof HTTPException || error instanceof HttpError) throw error;
-    throw new HttpError(
-      400,
-      "malformed_form",
-      "Cannot read the form: the body is not valid form data",
-    );
-  }
 }
 
 /** Routes for signing in and out. */
@@ -104,7 +97,18 @@ export function loginRoutes(deps: AppDeps): Hono<AppEnv> {
   });
 
   app.post("/login", bodyLimit({ maxSize: 16 * 1024 }), async (c) => {
-    const form = await readForm(c);
+    let form: Record<string, string>;
+    try {
+      form = await readForm(c);
+    } catch (error) {
+      if (!(error instanceof HttpError) || error.code !== "invalid_text") throw error;
+      // A control character (a NUL in the email): the form again, with the reason.
+      return renderPage(
+        c,
+        <LoginPage csrfToken={issueLoginToken(c)} next="/" error={error.message} />,
+        { status: 400, title: "Sign in" },
+      );
+    }
     const nonce = getCookie(c, LOGIN_CSRF_COOKIE);
     const given = typeof form.csrf_token === "string" ? form.csrf_token : "";
     if (!nonce || !safeEqual(signLoginToken(deps.secretKey, nonce), given)) {

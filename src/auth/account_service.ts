@@ -37,10 +37,22 @@ export class AccountError extends Error {
   }
 }
 
-/** Normalizes and checks an email address. */
+// C0 controls and DEL are never part of an email address; Postgres refuses NUL in text.
+// deno-lint-ignore no-control-regex -- finding control characters is the point
+const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/g;
+
+/** Normalizes and checks an email address (no control characters, at most 254 characters). */
 export function normalizeEmail(email: string): string {
+  if (email.search(CONTROL_CHARACTER) !== -1) {
+    throw new AccountError(
+      "invalid_email",
+      `Cannot use email "${
+        email.replace(CONTROL_CHARACTER, "\uFFFD")
+      }": it contains a control character`,
+    );
+  }
   const value = email.trim().toLowerCase();
-  if (value.length > 254 || !/^[^\s@]+@[^\s@]+$/.test(value)) {
+  if (value.length > 254 || !/^[^\s@]+@[^\s@]+$/.test(value) || !value.isWellFormed()) {
     throw new AccountError("invalid_email", `Cannot use email "${email}": not an email address`);
   }
   return value;
@@ -91,7 +103,10 @@ export async function authenticate(
   db: Database,
   input: { email: string; password: string; address: string; now?: Date },
 ): Promise<LoginResult> {
-  const email = input.email.trim().toLowerCase().slice(0, 254);
+  const typed = input.email.trim().toLowerCase().slice(0, 254);
+  // A control character (refused by Postgres as NUL) matches no account: the attempt is still
+  // recorded, under the email with those characters replaced, and counts against the limits.
+  const email = typed.replace(CONTROL_CHARACTER, "\uFFFD").toWellFormed();
   const now = input.now ?? new Date();
   const since = new Date(now.getTime() - LOGIN_LIMITS.windowMinutes * 60_000);
   // Recorded as a failure first and counted against the attempts before it: parallel guesses
@@ -113,7 +128,7 @@ export async function authenticate(
       retryAfterSeconds: LOGIN_LIMITS.windowMinutes * 60,
     };
   }
-  const user = await findUserByEmail(db.sql, email);
+  const user = email === typed ? await findUserByEmail(db.sql, email) : null;
   const valid = await verifyPassword(input.password, user?.passwordHash ?? DUMMY_HASH);
   const succeeded = valid && user !== null && user.isActive;
   if (succeeded) await markLoginAttemptSucceeded(db.sql, attemptId);

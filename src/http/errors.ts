@@ -1,7 +1,8 @@
 /**
  * The one place errors become HTTP answers. API clients (paths under /api/, or asking for
- * JSON) get `{"error": {"code", "message"}}`; browsers get a small HTML page. Anything that is
- * not an HttpError is logged and answered 500 without details.
+ * JSON) get `{"error": {"code", "message"}}`; browsers get a small HTML page. A value Postgres
+ * refuses as malformed is the client's fault (400); anything else that is not an HttpError is
+ * logged and answered 500 without details.
  */
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
@@ -57,6 +58,21 @@ export function handleError(error: Error, c: Context<AppEnv>): Response {
   if (isClientAbort(error)) {
     return errorResponse(c, 400, "aborted", "The request was interrupted");
   }
+  const sqlState = malformedValueState(error);
+  if (sqlState !== null) {
+    // The backstop behind the body readers' checks. Only the SQLSTATE is logged: the error's
+    // message can quote the value, and its query and parameters are never logged.
+    c.get("logger")?.warn("request refused: Postgres rejected a value", {
+      sqlstate: sqlState,
+      path: c.req.path,
+    });
+    return errorResponse(
+      c,
+      400,
+      "malformed_value",
+      "Cannot process the request: a value is malformed",
+    );
+  }
   const logger = c.get("logger");
   logger?.error("request failed", { error, path: c.req.path });
   return errorResponse(c, 500, "internal", "Internal error; see the server log for the request id");
@@ -65,6 +81,31 @@ export function handleError(error: Error, c: Context<AppEnv>): Response {
 /** `app.notFound`. */
 export function handleNotFound(c: Context<AppEnv>): Response {
   return errorResponse(c, 404, "not_found", `Not found: ${c.req.method} ${c.req.path}`);
+}
+
+/**
+ * SQLSTATEs (Postgres Appendix A, class 22 "data exception") that a value sent by a client
+ * causes: a NUL or untranslatable character, a string too long for its column, text that is
+ * not a valid uuid or number, a number out of range.
+ */
+const MALFORMED_VALUE_STATES: ReadonlySet<string> = new Set([
+  "22021", // character_not_in_repertoire
+  "22P05", // untranslatable_character
+  "22001", // string_data_right_truncation
+  "22P02", // invalid_text_representation
+  "22003", // numeric_value_out_of_range
+]);
+
+/** The SQLSTATE when `error` (or an error it wraps) is a postgres.js one of those; else null. */
+function malformedValueState(error: unknown): string | null {
+  for (let depth = 0; depth < 5 && error instanceof Error; depth++) {
+    const code = (error as { code?: unknown }).code;
+    if (error.name === "PostgresError" && typeof code === "string") {
+      return MALFORMED_VALUE_STATES.has(code) ? code : null;
+    }
+    error = error.cause;
+  }
+  return null;
 }
 
 function isClientAbort(error: Error): boolean {

@@ -1,8 +1,13 @@
 /** Reads a small JSON request body with clear 4xx errors. */
 import type { Context } from "hono";
+import { shownName, textProblem } from "./client_text.ts";
 import { HttpError } from "./errors.ts";
 
-/** Parses the body as a JSON object of at most `maxBytes` (default 64 KiB). */
+/**
+ * Parses the body as a JSON object of at most `maxBytes` (default 64 KiB). Every string in it,
+ * keys included, must be text Postgres can store (see `textProblem`): 400 `invalid_text`
+ * otherwise, naming the field.
+ */
 export async function readJsonObject(
   c: Context,
   maxBytes = 64 * 1024,
@@ -46,5 +51,38 @@ export async function readJsonObject(
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw new HttpError(400, "malformed_json", "Cannot read the body: expected a JSON object");
   }
+  const problem = findTextProblem(value);
+  if (problem !== null) {
+    throw new HttpError(400, "invalid_text", `Cannot read the body: ${problem}`);
+  }
   return value as Record<string, unknown>;
+}
+
+/**
+ * The first string (or key) under `root` that is not storable text, described; else null.
+ * Walks with an explicit stack: 64 KiB of `[[[[…` nests deeper than the call stack allows.
+ */
+function findTextProblem(root: unknown): string | null {
+  const pending: { value: unknown; path: string }[] = [{ value: root, path: "" }];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    const { value, path } = next;
+    if (typeof value === "string") {
+      const problem = textProblem(value);
+      if (problem !== null) return `${shownName(path)} ${problem}`;
+    } else if (Array.isArray(value)) {
+      for (let i = value.length - 1; i >= 0; i--) {
+        pending.push({ value: value[i], path: `${path}[${i}]` });
+      }
+    } else if (typeof value === "object" && value !== null) {
+      const entries = Object.entries(value);
+      for (const [key] of entries) {
+        const problem = textProblem(key);
+        if (problem !== null) return `a field name ${problem}`;
+      }
+      for (const [key, item] of entries.reverse()) {
+        pending.push({ value: item, path: path === "" ? key : `${path}.${key}` });
+      }
+    }
+  }
+  return null;
 }

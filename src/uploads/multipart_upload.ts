@@ -73,6 +73,8 @@ export class MultipartUploadError extends UploadError {
 }
 
 const MAX_FIELD_BYTES = 64 * 1024;
+// As for POST /api/v1/batches; a longer key could also exceed the btree index row limit.
+const MAX_IDEMPOTENCY_KEY = 200;
 const MAX_FIELDS = 100;
 // Room for part headers and text fields on top of the files themselves.
 const REQUEST_OVERHEAD_BYTES = 1024 * 1024;
@@ -159,6 +161,13 @@ export async function uploadMultipart(
       await authorize();
       if (batch === null) {
         const key = input.idempotencyKey ?? fields.idempotency_key ?? null;
+        if (key !== null && !validIdempotencyKey(key)) {
+          await part.body.cancel();
+          throw await refuse(
+            "malformed",
+            `Cannot upload: the idempotency key must be at most ${MAX_IDEMPOTENCY_KEY} characters without control characters`,
+          );
+        }
         const { batch: found } = await createBatch(deps, {
           uploader: input.uploader,
           idempotencyKey: key === "" ? null : key,
@@ -246,6 +255,13 @@ async function replay(
       : null,
   })));
   return { batch, files: outcomes, fields, replayed: true };
+}
+
+/** "" means no key; else at most 200 characters, none a control (Postgres refuses NUL). */
+function validIdempotencyKey(key: string): boolean {
+  // deno-lint-ignore no-control-regex -- refusing control characters is the point
+  return key.length <= MAX_IDEMPOTENCY_KEY && !/[\u0000-\u001f\u007f]/.test(key) &&
+    key.isWellFormed();
 }
 
 async function readField(body: ReadableStream<Uint8Array>, name: string): Promise<string> {
