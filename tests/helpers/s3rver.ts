@@ -148,3 +148,112 @@ function xmlError(ctx: KoaContext, status: number, code: string): void {
 function escapeXml(value: string): string {
   return value.replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`);
 }
+
+/** A request s3rver answered, as `RestartableS3.waitFor` reports it. */
+export interface S3Request {
+  method: string;
+  path: string;
+  query: Record<string, string | string[] | undefined>;
+  status: number;
+}
+
+/** A `TestS3` whose endpoint can go down and come back mid-test. */
+export interface RestartableS3 extends TestS3 {
+  /** Stops listening and drops every open connection: requests fail until `resume()`. */
+  halt(): Promise<void>;
+  /** Listens again on the same port, over the same data directory and bucket. */
+  resume(): Promise<void>;
+  /** Resolves with the first request answered from now on that `match` accepts. */
+  waitFor(match: (request: S3Request) => boolean): Promise<S3Request>;
+  /**
+   * Answers requests that `match` accepts with 503 ServiceUnavailable, leaving the store
+   * untouched, while the rest are served; null serves everything again.
+   */
+  refuse(match: ((request: Omit<S3Request, "status">) => boolean) | null): void;
+}
+
+/**
+ * Starts s3rver like `startS3rver`, with `halt()`/`resume()` to take the endpoint down while a
+ * client is mid-transfer and bring it back on the same port with the same data, and `refuse()`
+ * to make it answer chosen requests with 503 while it stays up.
+ *
+ * @example
+ * const s3 = await startRestartableS3rver();
+ * await s3.waitFor((r) => r.method === "PUT" && "partNumber" in r.query);
+ * await s3.halt(); // ECONNREFUSED from here on
+ * await s3.resume();
+ */
+export async function startRestartableS3rver(): Promise<RestartableS3> {
+  const directory = await Deno.makeTempDir({ prefix: "portal-s3rver-" });
+  const bucket = `portal-test-${crypto.randomUUID().slice(0, 8)}`;
+  const waiters = new Set<{ match: (r: S3Request) => boolean; resolve: (r: S3Request) => void }>();
+  let refusing: ((request: Omit<S3Request, "status">) => boolean) | null = null;
+  const observe: Middleware = async function observe(ctx, next) {
+    const incoming = { method: ctx.method, path: ctx.path, query: ctx.query };
+    if (refusing?.(incoming)) xmlError(ctx, 503, "ServiceUnavailable");
+    else await next();
+    const request = { method: ctx.method, path: ctx.path, query: ctx.query, status: ctx.status };
+    for (const waiter of [...waiters]) {
+      if (!waiter.match(request)) continue;
+      waiters.delete(waiter);
+      waiter.resolve(request);
+    }
+  };
+  const listen = async (port: number) => {
+    const server = new (S3rver as unknown as S3rverConstructor)({
+      address: "127.0.0.1",
+      port,
+      silent: true,
+      directory,
+      configureBuckets: [{ name: bucket }],
+    });
+    server.middleware.splice(server.middleware.length - 1, 0, observe);
+    server.middleware.splice(server.middleware.length - 1, 0, multipartExtensions(directory));
+    const address = await server.run();
+    return { server, port: address.port };
+  };
+  const close = async (server: S3rverServer) => {
+    const closed = server.close();
+    server.httpServer?.closeAllConnections?.();
+    await closed;
+  };
+
+  let running: S3rverServer | null;
+  let port: number;
+  try {
+    ({ server: running, port } = await listen(0));
+  } catch (error) {
+    await Deno.remove(directory, { recursive: true });
+    throw error;
+  }
+  return {
+    endpointUrl: `http://127.0.0.1:${port}`,
+    bucket,
+    ...CREDENTIALS,
+    directory,
+    async pendingUploads() {
+      return await listUploads(directory, bucket);
+    },
+    async halt() {
+      if (running === null) return;
+      const server = running;
+      running = null;
+      await close(server);
+    },
+    async resume() {
+      if (running !== null) return;
+      ({ server: running } = await listen(port));
+    },
+    waitFor(match) {
+      return new Promise((resolve) => waiters.add({ match, resolve }));
+    },
+    refuse(match) {
+      refusing = match;
+    },
+    async stop() {
+      if (running !== null) await close(running);
+      running = null;
+      await Deno.remove(directory, { recursive: true });
+    },
+  };
+}
