@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { SETTINGS } from "../src/config/settings.ts";
+import { type Config, configFrom, loadConfig } from "../src/config/config.ts";
+import { DEFAULT_ALLOWED_TYPES, SETTINGS } from "../src/config/settings.ts";
 
 const root = new URL("../", import.meta.url);
 const read = (path: string) => Deno.readTextFile(new URL(path, root));
@@ -59,4 +60,75 @@ Deno.test("every environment variable config.ts reads is documented in SETTINGS,
     "documented settings config.ts never reads",
   );
   assert.equal(documented.size, SETTINGS.length, "SETTINGS names are unique");
+});
+
+/**
+ * Defaults documented as a description rather than a value, each with what it must mean in
+ * `loadConfig({})`. A new descriptive default fails the test below until it is added here.
+ */
+const DESCRIBED_DEFAULTS: Record<string, { text: string; check: (config: Config) => void }> = {
+  DATABASE_URL: {
+    text: "(unset: embedded database)",
+    check: (config) => assert.equal(config.databaseUrl, null),
+  },
+  PORTAL_PUBLIC_URL: {
+    text: "http://<host>:<port>",
+    check: (config) => assert.equal(config.publicUrl, `http://${config.host}:${config.port}`),
+  },
+  PORTAL_SECRET_KEY: {
+    text: "(generated, kept in the database)",
+    check: (config) => assert.equal(config.secretKey, null),
+  },
+  PORTAL_TRUST_PROXY: {
+    text: "(empty)",
+    check: (config) => assert.deepEqual(config.trustProxy, []),
+  },
+  FILE_UPLOAD_ALLOWED_TYPES: {
+    text: "(documents, images, archives, audio, video, text)",
+    check: (config) =>
+      assert.deepEqual(config.uploadAllowedTypes, DEFAULT_ALLOWED_TYPES.split(",")),
+  },
+  AWS_STORAGE_BUCKET_NAME: {
+    text: "(empty)",
+    check: (config) => assert.equal(config.s3.bucket, ""),
+  },
+  AWS_S3_ENDPOINT_URL: {
+    text: "(empty: AWS)",
+    check: (config) => assert.equal(config.s3.endpointUrl, null),
+  },
+  AWS_ACCESS_KEY_ID: {
+    text: "(empty)",
+    check: (config) => assert.equal(config.s3.accessKeyId, ""),
+  },
+  AWS_SECRET_ACCESS_KEY: {
+    text: "(empty)",
+    check: (config) => assert.equal(config.s3.secretAccessKey, ""),
+  },
+};
+
+Deno.test("every documented default is what loadConfig({}) applies", async (t) => {
+  const defaults = configFrom({});
+  for (const setting of SETTINGS) {
+    await t.step(`${setting.name} = ${setting.default}`, () => {
+      const described = DESCRIBED_DEFAULTS[setting.name];
+      if (described !== undefined) {
+        assert.equal(setting.default, described.text, "update DESCRIBED_DEFAULTS with the docs");
+        described.check(defaults);
+        return;
+      }
+      assert.doesNotMatch(
+        setting.default,
+        /^\(|</,
+        "a default that is not a value needs an entry in DESCRIBED_DEFAULTS",
+      );
+      // Setting the documented default explicitly must change nothing at all.
+      const result = loadConfig({ [setting.name]: setting.default });
+      assert.ok(result.ok, `the documented default is refused: ${!result.ok && result.errors}`);
+      assert.deepEqual(result.config, defaults);
+    });
+  }
+  const unknown = Object.keys(DESCRIBED_DEFAULTS).filter((name) =>
+    !SETTINGS.some((s) => s.name === name)
+  );
+  assert.deepEqual(unknown, [], "DESCRIBED_DEFAULTS names only documented settings");
 });
