@@ -115,7 +115,11 @@ const INVALID: { env: Record<string, string>; error: string }[] = [
     error: 'DATABASE_URL: expected a URL, got "db.internal"',
   },
   { env: { PORTAL_DATA_DIR: "" }, error: "" },
-  { env: { PORTAL_HOST: "" }, error: "" },
+  {
+    env: { PORTAL_HOST: "portal host" },
+    error:
+      'PORTAL_HOST: expected an IPv4 or IPv6 address (no brackets) or a host name, got "portal host"',
+  },
   {
     env: { PORTAL_PORT: "http" },
     error: 'PORTAL_PORT: expected a whole number 0..65535, got "http"',
@@ -255,7 +259,7 @@ const INVALID: { env: Record<string, string>; error: string }[] = [
 
 Deno.test("loadConfig() rejects every invalid value with one clear line", async (t) => {
   for (const { env, error } of INVALID) {
-    if (error === "") continue; // free text (a folder, a host, a region): any value is accepted
+    if (error === "") continue; // free text (a folder, a region): any value is accepted
     await t.step(`${Object.entries(env).map(([k, v]) => `${k}=${v}`).join(" ")}`, () => {
       const result = loadConfig(env);
       assert.equal(result.ok, false);
@@ -268,6 +272,35 @@ Deno.test("loadConfig() has an invalid-value case for every documented setting",
   const covered = new Set(INVALID.flatMap(({ env }) => Object.keys(env)));
   const missing = SETTINGS.map((s) => s.name).filter((name) => !covered.has(name));
   assert.deepEqual(missing, [], "add a case to INVALID for each new setting");
+});
+
+Deno.test("loadConfig() takes PORTAL_HOST as an IP literal or a host name, nothing else", () => {
+  for (const host of ["0.0.0.0", "192.0.2.7", "::", "::1", "fe80::1", "::ffff:192.0.2.1"]) {
+    assert.equal(configFrom({ PORTAL_HOST: host }).host, host);
+  }
+  for (const host of ["localhost", "portal.internal", "web-1", "files.example.org."]) {
+    assert.equal(configFrom({ PORTAL_HOST: host }).host, host);
+  }
+  for (
+    const host of [
+      "[::1]",
+      "999.1.1.1",
+      "10.0.0",
+      "127.0.0.1:8000",
+      "http://localhost",
+      "-web",
+      "web_1",
+      "::1%eth0",
+      "1:2:3:4:5:6:7:8:9",
+      "a".repeat(64),
+    ]
+  ) {
+    const result = loadConfig({ PORTAL_HOST: host });
+    assert.equal(result.ok, false, host);
+    assert.deepEqual(!result.ok && result.errors, [
+      `PORTAL_HOST: expected an IPv4 or IPv6 address (no brackets) or a host name, got "${host}"`,
+    ]);
+  }
 });
 
 Deno.test("loadConfig() never echoes a password from a rejected URL", () => {
@@ -316,6 +349,7 @@ Deno.test("portal serve exits 2 before listening, one line per configuration pro
     const result = await runCli(["serve"], {
       env: {
         PORTAL_DATA_DIR: dataDir,
+        PORTAL_HOST: "not a host",
         PORTAL_PORT: String(port),
         PORTAL_SECRET_KEY: "short",
         STORAGE_BACKEND: "s3",
@@ -325,6 +359,7 @@ Deno.test("portal serve exits 2 before listening, one line per configuration pro
     assert.equal(result.code, 2, result.stderr);
     assert.deepEqual(result.stderr.trimEnd().split("\n"), [
       "Cannot start: invalid configuration:",
+      '  PORTAL_HOST: expected an IPv4 or IPv6 address (no brackets) or a host name, got "not a host"',
       "  PORTAL_SECRET_KEY: expected at least 32 characters, got 5",
       "  AWS_STORAGE_BUCKET_NAME: required when STORAGE_BACKEND=s3",
       '  FILE_UPLOAD_MAX_SIZE: expected a whole number >= 1, got "big"',

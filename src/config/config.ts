@@ -133,6 +133,28 @@ function redactUrl(value: string): string {
   return value.replace(/\/\/([^:/@]+):.*@/, "//$1:***@");
 }
 
+const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+// RFC 1123 §2.1: labels of letters, digits and inner hyphens, at most 63 characters each.
+const HOST_NAME =
+  /^(?=.{1,253}\.?$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?$/i;
+
+/** True for what `Deno.serve({ hostname })` can bind: an IPv4 or IPv6 literal, or a host name. */
+function isHost(value: string): boolean {
+  if (IPV4.test(value)) return true;
+  if (value.includes(":")) {
+    if (!/^[0-9a-f:.]+$/i.test(value)) return false;
+    try {
+      // The WHATWG URL parser implements the full IPv6 grammar (RFC 4291 §2.2).
+      new URL(`http://[${value}]/`);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+  // All digits and dots is meant as IPv4 ("999.1.1.1", "10.0.0"), not as a host name.
+  return !/^[\d.]+$/.test(value) && HOST_NAME.test(value);
+}
+
 const MIME_PATTERN = /^[a-z0-9][a-z0-9!#$&^_.+-]*\/(\*|[a-z0-9][a-z0-9!#$&^_.+-]*)$/;
 const IPV4_CIDR = /^(\d{1,3}\.){3}\d{1,3}(\/\d{1,2})?$/;
 const IPV6_CIDR = /^[0-9a-f:.]+(\/\d{1,3})?$/i;
@@ -148,6 +170,11 @@ export function loadConfig(env: Env): ConfigResult {
   const r = new Reader(env);
   const dataDir = r.string("PORTAL_DATA_DIR", "./data");
   const host = r.string("PORTAL_HOST", "127.0.0.1");
+  if (!isHost(host)) {
+    r.errors.push(
+      `PORTAL_HOST: expected an IPv4 or IPv6 address (no brackets) or a host name, got "${host}"`,
+    );
+  }
   const port = r.int("PORTAL_PORT", 8000, { min: 0, max: 65535 });
   const databaseUrl = r.url("DATABASE_URL", { protocols: ["postgres:", "postgresql:"] });
 
