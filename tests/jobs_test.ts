@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { createMigratedDatabase } from "./helpers/db.ts";
-import { type JobDefinition, runJobTick } from "../src/jobs/scheduler.ts";
+import { type JobDefinition, runJobTick, startScheduler } from "../src/jobs/scheduler.ts";
 import { housekeeping } from "../src/jobs/housekeeping.ts";
-import { silentLogger } from "../src/log/logger.ts";
+import { createLogger, silentLogger } from "../src/log/logger.ts";
 import { Metrics } from "../src/metrics/metrics.ts";
 
 const FIXTURE = new URL("./fixtures/jobs_process.ts", import.meta.url).pathname;
@@ -93,6 +93,70 @@ Deno.test("runJobTick() skips a tick another process already ran, and records fa
       assert.equal(await first, "ran");
     });
   } finally {
+    await testDb.drop();
+  }
+});
+
+Deno.test("startScheduler() lists every job's series at zero and stop() waits no longer than its timeout", async (t) => {
+  const { testDb, db } = await createMigratedDatabase("jobs_stop");
+  const metrics = new Metrics();
+  const lines: string[] = [];
+  const logger = createLogger({ level: "warn", write: (line) => lines.push(line) });
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  // Patterns that do not fire during the test: ticks come from runNow().
+  const jobs: JobDefinition[] = [
+    { name: "stuck", schedule: "0 0 1 1 *", run: () => held },
+    { name: "quick", schedule: "0 0 1 1 *", run: () => Promise.resolve() },
+  ];
+  const scheduler = startScheduler({ db, logger, metrics, owner: "test" }, jobs);
+  try {
+    await t.step("a fresh scheduler's /metrics has every job and outcome at 0", async () => {
+      const text = await metrics.render();
+      for (const job of ["stuck", "quick"]) {
+        for (const outcome of ["ran", "failed", "busy", "already_ran"]) {
+          assert.match(
+            text,
+            new RegExp(`^portal_job_runs_total\\{job="${job}",outcome="${outcome}"\\} 0$`, "m"),
+          );
+        }
+      }
+    });
+
+    await t.step("runNow() runs a tick under the job's lock", async () => {
+      assert.equal(await scheduler.runNow("quick"), "ran");
+      assert.equal(
+        metrics.counter("portal_job_runs_total", "").get({ job: "quick", outcome: "ran" }),
+        1,
+      );
+      await assert.rejects(scheduler.runNow("missing"), /Cannot run job "missing": no such job/);
+    });
+
+    await t.step(
+      "stop() gives up on a stuck tick after the timeout and names the job",
+      async () => {
+        const stuck = scheduler.runNow("stuck");
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        const started = performance.now();
+        await scheduler.stop(300);
+        const elapsed = performance.now() - started;
+        assert.ok(elapsed >= 290 && elapsed < 1000, `stop took ${Math.round(elapsed)} ms`);
+        const warning = lines.map((line) => JSON.parse(line)).find((record) =>
+          record.msg.startsWith("Cannot finish jobs before shutdown")
+        );
+        assert.deepEqual(warning?.jobs, ["stuck"]);
+        assert.equal(warning?.timeout_ms, 300);
+        release();
+        assert.equal(await stuck, "ran");
+      },
+    );
+
+    await t.step("a stopped scheduler runs nothing more", async () => {
+      await assert.rejects(scheduler.runNow("quick"), /the scheduler is stopped/);
+    });
+  } finally {
+    release();
+    await scheduler.stop(1000);
     await testDb.drop();
   }
 });

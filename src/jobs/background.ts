@@ -5,24 +5,30 @@
 import { hostname } from "node:os";
 import type { UploadDeps } from "../uploads/upload_deps.ts";
 import { startDeliveryLoop } from "../webhooks/delivery_worker.ts";
-import { startScheduler } from "./scheduler.ts";
+import { startScheduler, type TickOutcome } from "./scheduler.ts";
 import { portalJobs } from "./portal_jobs.ts";
 
 /** The running background work. */
 export interface Background {
-  /** Stops scheduling, lets in-flight deliveries finish for up to `timeoutMs`, releases claims. */
+  /** Runs one tick of the scheduled job `name` now (see `Scheduler.runNow`). */
+  runJob(name: string): Promise<TickOutcome>;
+  /**
+   * Stops scheduling and claiming, lets in-flight deliveries and running job ticks finish for up
+   * to `timeoutMs`, then aborts the sends and releases their claims.
+   */
   stop(timeoutMs: number): Promise<void>;
 }
 
 /** Starts the delivery loop and the job schedule. */
 export function startBackground(deps: UploadDeps): Background {
-  const jobs = portalJobs(deps);
   const delivery = startDeliveryLoop(deps);
+  const jobs = portalJobs(deps, delivery);
   const scheduler = startScheduler({ ...deps, owner: `${hostname()}:${Deno.pid}` }, jobs);
   deps.logger.info("background jobs started", { jobs: jobs.map((job) => job.name) });
   return {
+    runJob: (name) => scheduler.runNow(name),
     async stop(timeoutMs) {
-      await Promise.all([scheduler.stop(), delivery.stop(timeoutMs)]);
+      await Promise.all([scheduler.stop(timeoutMs), delivery.stop(timeoutMs)]);
     },
   };
 }

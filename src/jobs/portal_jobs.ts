@@ -4,20 +4,25 @@
  */
 import type { UploadDeps } from "../uploads/upload_deps.ts";
 import { deleteExpiredFiles, notifyExpiringFiles } from "../uploads/upload_jobs.ts";
-import { deliverDueOnce } from "../webhooks/delivery_worker.ts";
+import type { DeliveryLoop } from "../webhooks/delivery_worker.ts";
 import { deleteOldEvents } from "../webhooks/event_service.ts";
 import { housekeeping } from "./housekeeping.ts";
 import type { JobDefinition } from "./scheduler.ts";
 
-/** Builds the job table from the settings. */
-export function portalJobs(deps: UploadDeps): JobDefinition[] {
+/** Builds the job table from the settings; the sweep drives this process's `delivery` loop. */
+export function portalJobs(
+  deps: UploadDeps,
+  delivery: Pick<DeliveryLoop, "sweep">,
+): JobDefinition[] {
   const { config } = deps;
   return [
     {
-      // The backstop to NOTIFY: catches events whose wake-up was lost (a worker restarting).
+      // The backstop to NOTIFY: catches events whose wake-up was lost (a worker restarting). It
+      // runs on the process's own delivery loop, not an engine of its own, so a SIGTERM stops
+      // its claims and releases them on the loop's one stop path.
       name: "delivery-sweep",
       schedule: `*/${config.outboxSweepIntervalMinutes} * * * *`,
-      run: async () => ({ ...(await deliverDueOnce(deps)) }),
+      run: async () => ({ ...(await delivery.sweep()) }),
     },
     {
       name: "expiry-notices",

@@ -7,7 +7,7 @@
 import { Cron } from "croner";
 import { type Database, LOCK_BUSY, lockKey } from "../db/db.ts";
 import type { Logger } from "../log/logger.ts";
-import type { Metrics } from "../metrics/metrics.ts";
+import type { Counter, Metrics } from "../metrics/metrics.ts";
 
 /** A job: a name, a croner pattern, and a plain function the tests call directly. */
 export interface JobDefinition {
@@ -29,6 +29,12 @@ export interface SchedulerDeps {
 /** Outcome of one tick in this process. */
 export type TickOutcome = "ran" | "failed" | "busy" | "already_ran";
 
+const TICK_OUTCOMES: readonly TickOutcome[] = ["ran", "failed", "busy", "already_ran"];
+
+function jobRunsCounter(metrics: Metrics): Counter {
+  return metrics.counter("portal_job_runs_total", "Job ticks by job and outcome");
+}
+
 /**
  * Runs `job` for `tick` unless another process holds its lock or already ran that tick.
  *
@@ -40,7 +46,6 @@ export async function runJobTick(
   job: JobDefinition,
   tick: Date,
 ): Promise<TickOutcome> {
-  const runs = deps.metrics.counter("portal_job_runs_total", "Job ticks by job and outcome");
   const outcome = await deps.db.tryWithLock(lockKey(`portal:job:${job.name}`), async () => {
     const claimed = await deps.db.sql<{ id: string }[]>`
       INSERT INTO job_run (job_name, tick, owner) VALUES (${job.name}, ${tick}, ${deps.owner})
@@ -72,43 +77,86 @@ export async function runJobTick(
     }
   });
   const result: TickOutcome = outcome === LOCK_BUSY ? "busy" : outcome;
-  runs.inc({ job: job.name, outcome: result });
+  jobRunsCounter(deps.metrics).inc({ job: job.name, outcome: result });
   return result;
 }
 
 /** A running schedule. */
 export interface Scheduler {
-  /** Stops scheduling and waits for running ticks to finish. */
-  stop(): Promise<void>;
+  /**
+   * Runs the tick of job `name` now, as its schedule would (same lock, same `job_run` row,
+   * named after the current second); `stop` waits for it like for a scheduled tick.
+   */
+  runNow(name: string): Promise<TickOutcome>;
+  /**
+   * Stops scheduling and waits up to `timeoutMs` for running ticks; a tick still running then
+   * is logged and left to end with the process (Postgres releases its lock with the session).
+   */
+  stop(timeoutMs: number): Promise<void>;
 }
 
-/** Starts every job on its schedule in this process. */
+/**
+ * Starts every job on its schedule in this process. Each job's `portal_job_runs_total` series
+ * exist from the start, at zero, so a fresh process's /metrics already lists them.
+ *
+ * @example
+ * const scheduler = startScheduler({ db, logger, metrics, owner: "host:42" }, portalJobs(deps));
+ * // on SIGTERM:
+ * await scheduler.stop(config.shutdownTimeoutSeconds * 1000);
+ */
 export function startScheduler(deps: SchedulerDeps, jobs: JobDefinition[]): Scheduler {
-  const running = new Set<Promise<unknown>>();
+  const runs = jobRunsCounter(deps.metrics);
+  for (const job of jobs) {
+    for (const outcome of TICK_OUTCOMES) runs.init({ job: job.name, outcome });
+  }
+  const running = new Map<Promise<TickOutcome | null>, string>();
+  const tickNow = async (job: JobDefinition, at: Date): Promise<TickOutcome | null> => {
+    // The tick is named to the second, the same in every replica whose timer fires on time.
+    const tick = new Date(Math.floor(at.getTime() / 1000) * 1000);
+    const pending = runJobTick(deps, job, tick).catch((error) => {
+      deps.logger.error("job tick failed", { job: job.name, error });
+      return null;
+    });
+    running.set(pending, job.name);
+    try {
+      return await pending;
+    } finally {
+      running.delete(pending);
+    }
+  };
   const crons = jobs.map((job) =>
     new Cron(
       job.schedule,
       { name: job.name, protect: true, timezone: "UTC" },
       async (self: Cron) => {
-        // The scheduled time, the same in every replica, names the tick (to the second).
-        const scheduled = self.currentRun() ?? new Date();
-        const tick = new Date(Math.floor(scheduled.getTime() / 1000) * 1000);
-        const pending = runJobTick(deps, job, tick).catch((error) => {
-          deps.logger.error("job tick failed", { job: job.name, error });
-        });
-        running.add(pending);
-        try {
-          await pending;
-        } finally {
-          running.delete(pending);
-        }
+        await tickNow(job, self.currentRun() ?? new Date());
       },
     )
   );
+  let stopped = false;
   return {
-    async stop() {
+    async runNow(name) {
+      const job = jobs.find((candidate) => candidate.name === name);
+      if (job === undefined) throw new Error(`Cannot run job "${name}": no such job`);
+      if (stopped) throw new Error(`Cannot run job "${name}": the scheduler is stopped`);
+      return (await tickNow(job, new Date())) ?? "failed";
+    },
+    async stop(timeoutMs) {
+      stopped = true;
       for (const cron of crons) cron.stop();
-      await Promise.allSettled([...running]);
+      if (running.size === 0) return;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timedOut = new Promise<"timeout">((resolve) => {
+        timer = setTimeout(() => resolve("timeout"), timeoutMs);
+      });
+      const outcome = await Promise.race([Promise.allSettled([...running.keys()]), timedOut]);
+      clearTimeout(timer);
+      if (outcome === "timeout") {
+        deps.logger.warn("Cannot finish jobs before shutdown: still running after the timeout", {
+          jobs: [...new Set(running.values())],
+          timeout_ms: timeoutMs,
+        });
+      }
     },
   };
 }

@@ -22,6 +22,11 @@ export class Counter {
     const key = labelKey(labels);
     this.#values.set(key, (this.#values.get(key) ?? 0) + value);
   }
+  /** Creates the series with `labels` at zero if it is missing, so it is scraped before use. */
+  init(labels: Labels = {}): void {
+    const key = labelKey(labels);
+    if (!this.#values.has(key)) this.#values.set(key, 0);
+  }
   /** Current value of one series (tests). */
   get(labels: Labels = {}): number {
     return this.#values.get(labelKey(labels)) ?? 0;

@@ -1,6 +1,7 @@
 /**
  * Webhook delivery for workers and jobs: `startDeliveryLoop` runs the engine on NOTIFY, on
- * `wake()` and on a timer; `deliverDueOnce` is one full pass for tests and the sweep job.
+ * `wake()`, on `sweep()` (the sweep job) and on a timer; `deliverDueOnce` is one full pass on an
+ * engine of its own, for tests and one-shot commands.
  */
 import { OUTBOX_CHANNEL } from "../outbox/emit.ts";
 import { nextDueAt } from "./deliveries_repo.ts";
@@ -39,6 +40,12 @@ export async function deliverDueOnce(deps: DeliveryDeps): Promise<DeliveryCounts
 export interface DeliveryLoop {
   /** Runs a pass now (or right after the current one). */
   wake(): void;
+  /**
+   * Wakes the loop and resolves when a pass begun after the call has claimed all that was due
+   * (its sends may still be in flight), with what the loop wrote meanwhile. Rejects when that
+   * pass fails; resolves at once, with zeros, once `stop` has begun.
+   */
+  sweep(): Promise<DeliveryCounts>;
   /** Resolves when no pass is running and no send is in flight. */
   drained(): Promise<void>;
   /**
@@ -68,6 +75,17 @@ export function startDeliveryLoop(deps: DeliveryDeps): DeliveryLoop {
   let stopped = false;
   let timer: ReturnType<typeof setTimeout> | undefined;
   let timerAt = Infinity;
+  // Pumps begun so far; a sweep waits for one numbered above what it saw when it was called.
+  let pumps = 0;
+  const sweeps = new Set<{ after: number; settle: (error?: unknown) => void }>();
+  const settleSweeps = (pump: number, error?: unknown) => {
+    for (const waiter of sweeps) {
+      if (pump > waiter.after) {
+        sweeps.delete(waiter);
+        waiter.settle(error);
+      }
+    }
+  };
 
   const arm = (at: number) => {
     if (stopped || at >= timerAt) return;
@@ -83,9 +101,12 @@ export function startDeliveryLoop(deps: DeliveryDeps): DeliveryLoop {
   const pass = async () => {
     do {
       again = false;
+      const pump = ++pumps;
       try {
         await engine.pump();
+        settleSweeps(pump);
       } catch (error) {
+        settleSweeps(pump, error);
         if (stopped) break;
         logger.error("Cannot deliver webhooks: the delivery pass failed", { error });
         arm(clock.now().getTime() + ERROR_RETRY_MS);
@@ -127,6 +148,23 @@ export function startDeliveryLoop(deps: DeliveryDeps): DeliveryLoop {
 
   return {
     wake,
+    async sweep() {
+      const before = { ...engine.counts };
+      if (!stopped) {
+        await new Promise<void>((resolve, reject) => {
+          sweeps.add({
+            after: pumps,
+            settle: (error) => error === undefined ? resolve() : reject(error),
+          });
+          wake();
+        });
+      }
+      const counts = { ...engine.counts };
+      for (const key of Object.keys(counts) as (keyof DeliveryCounts)[]) {
+        counts[key] -= before[key];
+      }
+      return counts;
+    },
     counts: () => ({ ...engine.counts }),
     async drained() {
       while (running !== null || engine.busy) {
@@ -139,6 +177,8 @@ export function startDeliveryLoop(deps: DeliveryDeps): DeliveryLoop {
       stopped = true;
       engine.stopping = true;
       clearTimeout(timer);
+      // A sweep tick must not hold shutdown: the pass it waits for stops claiming now.
+      settleSweeps(Infinity);
       await (await subscription)?.unlisten().catch(() => {});
       let deadline: ReturnType<typeof setTimeout> | undefined;
       const timedOut = new Promise<void>((resolve) => (deadline = setTimeout(resolve, timeoutMs)));
