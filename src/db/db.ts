@@ -30,8 +30,8 @@ export interface Database {
   /**
    * Subscribes to `channel` (senders call `pg_notify` inside their transaction, so Postgres
    * delivers only on commit); `onListen` runs after each (re)connect so callers can rescan.
-   * Embedded: PGlite does not pass notifications between socket connections, so listeners are
-   * woken by a short in-process poll instead; a wake-up is only a hint, the table is the truth.
+   * Embedded: the same commit-only NOTIFY, passed to the listeners in process (see
+   * embedded.ts). Either way a wake-up is only a hint, the table is the truth.
    */
   listen(
     channel: string,

@@ -4,8 +4,12 @@
  *
  * PGlite is one Postgres backend shared by every socket connection, so two things differ
  * from a server and are hidden here: advisory locks are taken in-process (all connections
- * share one session, where they would always succeed), and LISTEN is a short in-process poll
- * (PGlite does not route a NOTIFY from one socket connection to another).
+ * share one session, where they would always succeed), and LISTEN is an in-process signal.
+ * The shared backend LISTENs on the channel once; Postgres then writes each committed NOTIFY
+ * (never a rolled-back one) into the reply of the COMMIT, on the socket connection that ran it,
+ * and pglite-socket passes that reply on as it is (it does not route the notification to another
+ * connection, nor to `PGlite.listen`). postgres.js hands it to the pool's `onnotify`, which
+ * wakes the listeners in this process: no polling, and no delay past the commit.
  * The embedded mode is single-process; a pid file refuses a second process on the same folder.
  */
 import { PGlite } from "@electric-sql/pglite";
@@ -13,10 +17,7 @@ import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
 import postgres from "postgres";
 import { join } from "node:path";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { type Database, LOCK_BUSY } from "./db.ts";
-
-/** How often embedded listeners are woken (there is no cross-connection NOTIFY in PGlite). */
-const EMBEDDED_WAKE_MS = 200;
+import { type Database, LOCK_BUSY, type Subscription } from "./db.ts";
 
 /** Options for `openEmbeddedDatabase`. */
 export interface EmbeddedOptions {
@@ -56,16 +57,34 @@ export async function openEmbeddedDatabase(
     });
     await server.start();
     const [, portText] = server.getServerConn().split(":");
-    const sql = postgres({
+    const channels = new Map<string, Set<(payload: string) => void>>();
+    const poolOptions = {
       host: "127.0.0.1",
       port: Number(portText),
       user: "postgres",
       database: "postgres",
       max,
       onnotice: () => {},
+      // Every pool connection passes the notifications in its replies here. postgres.js takes
+      // `onnotify` for every connection (its own `listen` uses it; not in its types, hence not
+      // a literal); tests/embedded_notify_test.ts fails if an upgrade drops it.
+      onnotify(channel: string, payload: string) {
+        // Not inside postgres.js's reply parsing: a listener runs once the reply is read.
+        for (const listener of [...(channels.get(channel) ?? [])]) {
+          queueMicrotask(() => listener(payload));
+        }
+      },
       // PGlite over the socket does not support cancel requests or SSL.
       ssl: false,
-    });
+    };
+    const sql = postgres(poolOptions);
+    // LISTEN and UNLISTEN one at a time, so a channel's state follows the calls' order.
+    let subscriptions: Promise<unknown> = Promise.resolve();
+    const serially = <T>(fn: () => Promise<T>): Promise<T> => {
+      const next = subscriptions.then(fn);
+      subscriptions = next.catch(() => {});
+      return next;
+    };
     const locks = new Set<number>();
     const waiters = new Map<number, (() => void)[]>();
     const pgInstance = pg;
@@ -82,15 +101,26 @@ export async function openEmbeddedDatabase(
       sql,
       embedded: true,
       description: `embedded PGlite in ${dir}`,
-      listen(_channel, onNotify, onListen) {
-        const timer = setInterval(() => onNotify(""), EMBEDDED_WAKE_MS);
-        onListen?.();
-        return Promise.resolve({
-          unlisten() {
-            clearInterval(timer);
-            return Promise.resolve();
-          },
+      async listen(channel, onNotify, onListen): Promise<Subscription> {
+        const listener = (payload: string) => onNotify(payload);
+        await serially(async () => {
+          if (!channels.has(channel)) {
+            await sql`LISTEN ${sql(channel)}`;
+            channels.set(channel, new Set());
+          }
+          channels.get(channel)!.add(listener);
         });
+        // In process there is no reconnect: the one rescan is now.
+        onListen?.();
+        return {
+          unlisten: () =>
+            serially(async () => {
+              const listeners = channels.get(channel);
+              if (!listeners?.delete(listener) || listeners.size > 0) return;
+              channels.delete(channel);
+              await sql`UNLISTEN ${sql(channel)}`;
+            }),
+        };
       },
       async tryWithLock(key, fn) {
         if (locks.has(key)) return LOCK_BUSY;
