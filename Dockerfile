@@ -3,8 +3,11 @@
 FROM denoland/deno:2.9.6 AS build
 WORKDIR /src
 COPY deno.json deno.lock ./
+# Dependencies in their own layer, reused until deno.json or deno.lock change: without
+# arguments, `deno install` reads only those two files (every dependency is an `imports` entry).
+RUN deno install --frozen
 COPY . .
-RUN deno install --frozen && deno task compile
+RUN deno task compile
 
 # Runtime stage: only the binary, as a non-root user.
 FROM debian:bookworm-slim
