@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createMigratedDatabase } from "./helpers/db.ts";
-import { type JobDefinition, runJobTick, startScheduler } from "../src/jobs/scheduler.ts";
+import { type JobDefinition, runJobTick, startScheduler, tickName } from "../src/jobs/scheduler.ts";
 import { housekeeping } from "../src/jobs/housekeeping.ts";
 import { createLogger, silentLogger } from "../src/log/logger.ts";
 import { Metrics } from "../src/metrics/metrics.ts";
@@ -178,4 +178,32 @@ Deno.test("housekeeping() deletes expired sessions and old job runs only", async
   } finally {
     await testDb.drop();
   }
+});
+
+Deno.test("tickName() names a late or early firing after its scheduled slot", () => {
+  const at = (iso: string) => new Date(iso).toISOString();
+  // A replica whose event loop stalled 1.7 s still names the 10:00 slot, like the one on time.
+  assert.equal(
+    tickName("0 * * * *", new Date("2026-01-01T10:00:01.700Z")).toISOString(),
+    at("2026-01-01T10:00:00Z"),
+  );
+  assert.equal(
+    tickName("0 * * * *", new Date("2026-01-01T10:00:00.004Z")).toISOString(),
+    at("2026-01-01T10:00:00Z"),
+  );
+  // A timer firing a few ms early names the slot it was meant for.
+  assert.equal(
+    tickName("*/5 * * * *", new Date("2026-01-01T10:04:59.990Z")).toISOString(),
+    at("2026-01-01T10:05:00Z"),
+  );
+  // Six-field (seconds) patterns resolve to the second.
+  assert.equal(
+    tickName("* * * * * *", new Date("2026-01-01T10:00:03.600Z")).toISOString(),
+    at("2026-01-01T10:00:03Z"),
+  );
+  // A minute pattern firing 50 s late (a stalled replica) still names its own slot.
+  assert.equal(
+    tickName("*/5 * * * *", new Date("2026-01-01T10:05:50Z")).toISOString(),
+    at("2026-01-01T10:05:00Z"),
+  );
 });

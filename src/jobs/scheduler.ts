@@ -85,7 +85,7 @@ export async function runJobTick(
 export interface Scheduler {
   /**
    * Runs the tick of job `name` now, as its schedule would (same lock, same `job_run` row,
-   * named after the current second); `stop` waits for it like for a scheduled tick.
+   * named after the slot nearest now, see tickName); `stop` waits for it like a scheduled tick.
    */
   runNow(name: string): Promise<TickOutcome>;
   /**
@@ -111,8 +111,7 @@ export function startScheduler(deps: SchedulerDeps, jobs: JobDefinition[]): Sche
   }
   const running = new Map<Promise<TickOutcome | null>, string>();
   const tickNow = async (job: JobDefinition, at: Date): Promise<TickOutcome | null> => {
-    // The tick is named to the second, the same in every replica whose timer fires on time.
-    const tick = new Date(Math.floor(at.getTime() / 1000) * 1000);
+    const tick = tickName(job.schedule, at);
     const pending = runJobTick(deps, job, tick).catch((error) => {
       deps.logger.error("job tick failed", { job: job.name, error });
       return null;
@@ -159,4 +158,21 @@ export function startScheduler(deps: SchedulerDeps, jobs: JobDefinition[]): Sche
       }
     },
   };
+}
+
+/**
+ * The scheduled slot a firing belongs to: its time rounded down to the pattern's resolution (the
+ * minute for five-field patterns, the second for six-field ones), after allowing for a timer
+ * that fires a little early. Every replica names the slot alike even when its timer fires late
+ * (a busy event loop: up to the resolution less the allowance), so the `job_run` row keeps the
+ * slot to one run.
+ *
+ * @example
+ * tickName("0 * * * *", new Date("2026-01-01T10:00:01.700Z")); // 2026-01-01T10:00:00.000Z
+ */
+export function tickName(schedule: string, at: Date): Date {
+  const seconds = schedule.trim().split(/\s+/).length >= 6;
+  const unit = seconds ? 1000 : 60_000;
+  const early = seconds ? 250 : 5_000;
+  return new Date(Math.floor((at.getTime() + early) / unit) * unit);
 }
