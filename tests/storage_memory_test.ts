@@ -1,8 +1,9 @@
 /**
  * Memory stays flat whatever the file size: 512 MiB through each adapter, in and back out,
  * measured in a child process (tests/fixtures/storage_memory.ts) that samples its own RSS.
- * Growth counts from the child's RSS right after start-up (imports done, adapter built, no
- * byte moved), for the write and for the read that follows it.
+ * The bytes come as an upload's do (a byte stream read through validateUpload). Growth counts
+ * from the child's RSS after start-up and one small write (imports done, adapter built, no large
+ * stream moved), for the write and for the read that follows it.
  */
 import assert from "node:assert/strict";
 import { startS3rver } from "./helpers/s3rver.ts";
