@@ -389,3 +389,31 @@ Deno.test("contentDisposition() builds a safe header for any filename", () => {
   assert.equal(long.length, 200);
   assert.ok(long.endsWith(".pdf"));
 });
+
+Deno.test("LocalStorageAdapter.deleteIncomplete() removes only abandoned temp files", async () => {
+  await withStorage(async (storage, root) => {
+    await storage.putObject(KEY, seededStream(3, 1000));
+    const incoming = join(root, "tmp", "incoming");
+    await Deno.mkdir(incoming, { recursive: true });
+    const abandoned = join(incoming, `${crypto.randomUUID()}.tmp`);
+    const inProgress = join(incoming, `${crypto.randomUUID()}.tmp`);
+    await Deno.writeFile(abandoned, new Uint8Array(10));
+    await Deno.writeFile(inProgress, new Uint8Array(10));
+    const dayAgo = new Date(Date.now() - 25 * 3_600_000);
+    await Deno.utime(abandoned, dayAgo, dayAgo);
+
+    const olderThan = new Date(Date.now() - 24 * 3_600_000);
+    assert.equal(await storage.deleteIncomplete({ olderThan, prefix: "uploads/" }), 1);
+    const left = await listFiles(root);
+    assert.ok(!left.includes(abandoned), "the abandoned temp file is gone");
+    assert.ok(left.includes(inProgress), "a write in progress is left alone");
+    assert.ok((await storage.headObject(KEY)) !== null, "finished objects are untouched");
+    assert.equal(await storage.deleteIncomplete({ olderThan, prefix: "uploads/" }), 0);
+  });
+});
+
+Deno.test("LocalStorageAdapter.deleteIncomplete() finds nothing on a fresh root", async () => {
+  await withStorage(async (storage) => {
+    assert.equal(await storage.deleteIncomplete({ olderThan: new Date(), prefix: "uploads/" }), 0);
+  });
+});

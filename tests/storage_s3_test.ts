@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import { bytesOf, seededStream, sha256 } from "./helpers/streams.ts";
-import { ListMultipartUploadsCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
+import {
+  CreateMultipartUploadCommand,
+  ListMultipartUploadsCommand,
+  ListObjectsV2Command,
+  S3Client,
+} from "@aws-sdk/client-s3";
 import { contentDisposition } from "../src/storage/content_disposition.ts";
 import { S3StorageAdapter, type S3StorageOptions } from "../src/storage/s3_storage.ts";
 import { checkStorage } from "../src/storage/storage_check.ts";
@@ -436,5 +441,39 @@ Deno.test("checkStorage() passes on a reachable bucket and leaves nothing behind
       new RegExp(`^S3 bucket "${s3.bucket}" at "${s3.endpointUrl}": wrote, read back and deleted`),
     );
     assert.deepEqual(await bucketContents(s3), { keys: [], uploads: [] });
+  });
+});
+
+Deno.test("S3StorageAdapter.deleteIncomplete() aborts unfinished multipart uploads under the prefix, older than asked", async () => {
+  await withS3(async (storage, s3) => {
+    const client = new S3Client({
+      region: "us-east-1",
+      endpoint: s3.endpointUrl,
+      forcePathStyle: true,
+      credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+    });
+    try {
+      const ours = await client.send(
+        new CreateMultipartUploadCommand({ Bucket: s3.bucket, Key: KEY }),
+      );
+      const foreign = await client.send(
+        new CreateMultipartUploadCommand({ Bucket: s3.bucket, Key: "other-app/blob.bin" }),
+      );
+      await storage.putObject(KEY.replace("report", "finished"), seededStream(5, 1000));
+
+      // Younger than the cut-off: left alone.
+      const past = new Date(Date.now() - 3_600_000);
+      assert.equal(await storage.deleteIncomplete({ olderThan: past, prefix: "uploads/" }), 0);
+      assert.equal((await bucketContents(s3)).uploads.length, 2);
+
+      const future = new Date(Date.now() + 60_000);
+      assert.equal(await storage.deleteIncomplete({ olderThan: future, prefix: "uploads/" }), 1);
+      const after = await bucketContents(s3);
+      assert.deepEqual(after.uploads, [foreign.UploadId], "another prefix is not touched");
+      assert.ok(!after.uploads.includes(ours.UploadId ?? ""));
+      assert.equal(after.keys.length, 1, "finished objects are untouched");
+    } finally {
+      client.destroy();
+    }
   });
 });

@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { ListMultipartUploadsCommand, S3Client } from "@aws-sdk/client-s3";
 import { UploadError } from "../src/uploads/upload_errors.ts";
+import { deleteIncompleteUploads } from "../src/uploads/upload_jobs.ts";
 import { uploadFile } from "../src/uploads/upload_service.ts";
 import { type RestartableS3, startRestartableS3rver } from "./helpers/s3rver.ts";
 import {
@@ -126,28 +127,49 @@ Deno.test("uploadFile() records a failed file, no event and no object when S3 go
   }
 });
 
-Deno.test({
-  name:
-    "uploadFile() leaves no multipart upload behind when S3 goes down mid-upload and comes back",
-  // Known gap, reported: S3StorageAdapter sends AbortMultipartUpload once, to the endpoint that
-  // just went down, and swallows its failure; nothing retries it, so the upload and its stored
-  // 8 MiB part stay on the server (ListMultipartUploads lists it) until a bucket lifecycle rule
-  // removes it. Enable once the adapter (or a job) aborts it when the endpoint is back.
-  ignore: true,
-  async fn() {
-    const fx = await createUploadFixture("uploads_s3_down_abort");
-    const s3 = await startRestartableS3rver();
-    try {
-      const { error } = await interruptedUpload(fx, s3, () => s3.halt());
-      await assertFailedWithoutEvent(fx, error);
-      await s3.resume();
-      assert.deepEqual(await listedUploads(s3), [], "ListMultipartUploads is empty");
-      assert.deepEqual(await s3.pendingUploads(), [], "no multipart upload on s3rver's disk");
-    } finally {
-      await s3.stop();
-      await fx.close();
-    }
-  },
+Deno.test("deleteIncompleteUploads() aborts the multipart upload an outage left behind, once S3 is back", async () => {
+  const fx = await createUploadFixture("uploads_s3_down_abort");
+  const s3 = await startRestartableS3rver();
+  const storage = s3Adapter(s3);
+  try {
+    const { error } = await interruptedUpload(fx, s3, () => s3.halt());
+    await assertFailedWithoutEvent(fx, error);
+    await s3.resume();
+    // The adapter's abort went to the endpoint while it was down: the upload is still there.
+    assert.equal((await listedUploads(s3)).length, 1, "the outage left a multipart upload");
+    const deps = { ...fx.deps, storage };
+    // A day later, the cleanup job finds and aborts it (a younger one is left alone).
+    assert.deepEqual(await deleteIncompleteUploads(deps), { removed: 0, errors: 0 });
+    const dayLater = new Date(Date.now() + 25 * 3_600_000);
+    assert.deepEqual(await deleteIncompleteUploads(deps, { now: dayLater }), {
+      removed: 1,
+      errors: 0,
+    });
+    assert.deepEqual(await listedUploads(s3), [], "ListMultipartUploads is empty");
+    assert.deepEqual(await s3.pendingUploads(), [], "no multipart upload on s3rver's disk");
+    assert.deepEqual(await bucketKeys(s3), [], "no object in the bucket");
+  } finally {
+    storage.close();
+    await s3.stop();
+    await fx.close();
+  }
+});
+
+Deno.test("deleteIncompleteUploads() counts a storage outage as an error for the next run", async () => {
+  const fx = await createUploadFixture("uploads_s3_incomplete_down");
+  const s3 = await startRestartableS3rver();
+  const storage = s3Adapter(s3);
+  try {
+    await s3.halt();
+    assert.deepEqual(await deleteIncompleteUploads({ ...fx.deps, storage }), {
+      removed: 0,
+      errors: 1,
+    });
+  } finally {
+    storage.close();
+    await s3.stop();
+    await fx.close();
+  }
 });
 
 Deno.test("uploadFile() aborts the multipart upload when S3 refuses the parts after the first", async () => {

@@ -3,7 +3,11 @@
  * they call. Each runs in one replica per tick (see scheduler.ts).
  */
 import type { UploadDeps } from "../uploads/upload_deps.ts";
-import { deleteExpiredFiles, notifyExpiringFiles } from "../uploads/upload_jobs.ts";
+import {
+  deleteExpiredFiles,
+  deleteIncompleteUploads,
+  notifyExpiringFiles,
+} from "../uploads/upload_jobs.ts";
 import type { DeliveryLoop } from "../webhooks/delivery_worker.ts";
 import { deleteOldEvents } from "../webhooks/event_service.ts";
 import { housekeeping } from "./housekeeping.ts";
@@ -32,7 +36,10 @@ export function portalJobs(
     {
       name: "expired-file-cleanup",
       schedule: `0 */${config.cleanupIntervalHours} * * *`,
-      run: async () => ({ ...(await deleteExpiredFiles(deps, { batchSize: 1000 })) }),
+      run: async () => ({
+        ...(await deleteExpiredFiles(deps, { batchSize: 1000 })),
+        incomplete: await deleteIncompleteUploads(deps),
+      }),
     },
     {
       name: "outbox-retention",

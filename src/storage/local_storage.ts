@@ -171,6 +171,30 @@ export class LocalStorageAdapter implements StorageAdapter {
     await pruneEmptyDirectories(dirname(path), this.#objectsDir);
   }
 
+  /**
+   * Deletes temp files in `tmp/incoming/` last modified before `olderThan` (a write in progress
+   * touches its file with every chunk, so only abandoned ones are that old). `prefix` does not
+   * apply: temp files are named by random ids, not keys.
+   */
+  async deleteIncomplete(options: { olderThan: Date; prefix: string }): Promise<number> {
+    const action = "delete abandoned temp files";
+    let removed = 0;
+    try {
+      for await (const entry of Deno.readDir(this.#incomingDir)) {
+        if (!entry.isFile || !entry.name.endsWith(".tmp")) continue;
+        const path = join(this.#incomingDir, entry.name);
+        const stat = await Deno.stat(path).catch(() => null);
+        if (stat?.mtime == null || stat.mtime >= options.olderThan) continue;
+        await removeFile(path, action);
+        removed++;
+      }
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return removed;
+      throw fsError(action, error);
+    }
+    return removed;
+  }
+
   /** Always null: Portal serves local files itself, behind its own signed links. */
   // deno-lint-ignore require-await -- async so an invalid key rejects instead of throwing
   async presignedDownloadUrl(key: string, _options: DownloadUrlOptions): Promise<string | null> {

@@ -14,6 +14,7 @@ import {
   type GetObjectCommandOutput,
   HeadBucketCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
@@ -168,6 +169,44 @@ export class S3StorageAdapter implements StorageAdapter {
       partKey(sessionId, partNumber),
       `delete part ${partNumber} of upload "${sessionId}"`,
     );
+  }
+
+  /**
+   * Aborts multipart uploads under `prefix` initiated before `olderThan`: those whose abort
+   * was lost when the endpoint failed mid-upload (a bucket lifecycle rule does the same, where
+   * the operator has set one). Uploads still in progress are younger and left alone.
+   */
+  async deleteIncomplete(options: { olderThan: Date; prefix: string }): Promise<number> {
+    const action = `list the unfinished multipart uploads under "${options.prefix}"`;
+    let removed = 0;
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    do {
+      const page = await this.#attempt(action, () =>
+        this.#client.send(
+          new ListMultipartUploadsCommand({
+            Bucket: this.bucket,
+            Prefix: options.prefix,
+            KeyMarker: keyMarker,
+            UploadIdMarker: uploadIdMarker,
+          }),
+        ));
+      for (const upload of page.Uploads ?? []) {
+        if (upload.Key === undefined || upload.UploadId === undefined) continue;
+        if (upload.Initiated === undefined || upload.Initiated >= options.olderThan) continue;
+        const key = upload.Key;
+        const uploadId = upload.UploadId;
+        await this.#attempt(`abort the unfinished upload of "${key}"`, () =>
+          this.#client.send(
+            new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }),
+          ));
+        removed++;
+      }
+      const more = page.IsTruncated === true;
+      keyMarker = more ? page.NextKeyMarker : undefined;
+      uploadIdMarker = more ? page.NextUploadIdMarker : undefined;
+    } while (keyMarker !== undefined);
+    return removed;
   }
 
   /** Deletes every object under the session's part prefix, a page of keys at a time. */

@@ -85,6 +85,13 @@ export interface StorageAdapter {
   deleteObject(key: string): Promise<void>;
   /** S3: presigned GET URL (or the plain object URL when querystringAuth is false); local: null (Portal serves and signs its own links). */
   presignedDownloadUrl(key: string, options: DownloadUrlOptions): Promise<string | null>;
+  /**
+   * Removes what interrupted writes left behind before `olderThan`: local temp files of a
+   * process killed mid-write, S3 multipart uploads whose abort could not be sent (the endpoint
+   * was down) under `prefix`. Returns how many it removed. Run by the cleanup job; never
+   * touches a finished object.
+   */
+  deleteIncomplete(options: { olderThan: Date; prefix: string }): Promise<number>;
   /** Names the place bytes go, for logs and `portal storage check` (no secrets). */
   describe?(): string;
   /** Releases sockets and other handles; the adapter must not be used afterwards. */

@@ -1,5 +1,6 @@
 /**
- * The upload jobs the scheduler runs (SPEC §5 Jobs): expiry notices and expired-file cleanup.
+ * The upload jobs the scheduler runs (SPEC §5 Jobs): expiry notices, expired-file cleanup and
+ * the removal of what interrupted uploads left in storage.
  * Plain functions, safe to run from two processes at once: rows are claimed with
  * FOR UPDATE SKIP LOCKED in short transactions, no lock is held during storage calls, and every
  * state change is conditional on the row's current status, so an overlap deletes an object
@@ -17,6 +18,7 @@ import {
 import { deleteStoredObject, markDeleted } from "./file_service.ts";
 import { UploadError } from "./upload_errors.ts";
 import { currentTime, type UploadDeps } from "./upload_deps.ts";
+import { FILE_KEY_PREFIX } from "./storage_keys.ts";
 import { storedPayload } from "./upload_service.ts";
 
 /** Counts of one `notifyExpiringFiles` run. */
@@ -147,6 +149,36 @@ export async function deleteExpiredFiles(
     logger.info("expired files cleaned up", { ...result });
   }
   return result;
+}
+
+/** How old an unfinished storage write must be before cleanup removes it. */
+export const INCOMPLETE_UPLOAD_MAX_AGE_HOURS = 24;
+
+/**
+ * Removes what interrupted uploads left in storage: local temp files of a process killed
+ * mid-write, S3 multipart uploads whose abort was lost because the endpoint was down. Only
+ * writes started more than INCOMPLETE_UPLOAD_MAX_AGE_HOURS ago (no upload takes that long) are
+ * touched. A storage error is logged and counted, and the next run tries again.
+ *
+ * @example
+ * const { removed } = await deleteIncompleteUploads(deps);
+ */
+export async function deleteIncompleteUploads(
+  deps: UploadDeps,
+  options: { now?: Date; maxAgeHours?: number } = {},
+): Promise<{ removed: number; errors: number }> {
+  const now = options.now ?? currentTime(deps);
+  const maxAgeHours = options.maxAgeHours ?? INCOMPLETE_UPLOAD_MAX_AGE_HOURS;
+  const olderThan = new Date(now.getTime() - maxAgeHours * 3_600_000);
+  const logger = deps.logger.child({ job: "delete_incomplete_uploads" });
+  try {
+    const removed = await deps.storage.deleteIncomplete({ olderThan, prefix: FILE_KEY_PREFIX });
+    if (removed > 0) logger.info("removed unfinished uploads from storage", { removed });
+    return { removed, errors: 0 };
+  } catch (error) {
+    logger.warn("cannot remove unfinished uploads from storage; will retry next run", { error });
+    return { removed: 0, errors: 1 };
+  }
 }
 
 /**

@@ -122,10 +122,20 @@ function multipartExtensions(directory: string): Middleware {
     }
     if (ctx.method === "GET" && !match?.[2] && "uploads" in ctx.query) {
       // ListMultipartUploads
+      // As S3 answers it: filtered by `prefix`, each with its Initiated time (the upload
+      // folder's creation, which s3rver makes at CreateMultipartUpload).
+      const prefix = typeof ctx.query.prefix === "string" ? ctx.query.prefix : "";
       const uploads = [];
       for (const id of await listUploads(directory, bucket)) {
-        const key = await Deno.readTextFile(join(uploadsDir(directory, bucket), id, "key"));
-        uploads.push(`<Upload><Key>${escapeXml(key)}</Key><UploadId>${id}</UploadId></Upload>`);
+        const folder = join(uploadsDir(directory, bucket), id);
+        const key = await Deno.readTextFile(join(folder, "key"));
+        if (!key.startsWith(prefix)) continue;
+        const stat = await Deno.stat(folder);
+        const initiated = (stat.birthtime ?? stat.mtime ?? new Date()).toISOString();
+        uploads.push(
+          `<Upload><Key>${escapeXml(key)}</Key><UploadId>${id}</UploadId>` +
+            `<Initiated>${initiated}</Initiated></Upload>`,
+        );
       }
       ctx.status = 200;
       ctx.type = "application/xml";
