@@ -8,7 +8,12 @@
  * requests arriving meanwhile get a 503 with `Connection: close` (a load balancer retries them
  * elsewhere), and only when nothing is in flight is `Deno.serve` shut down, which closes the
  * listener so new connections are refused.
+ *
+ * A request body the app stops reading (an upload refused at the size limit) is held until the
+ * answer has been sent, then cancelled, so Deno drops the connection instead of reading the
+ * rest (request_body_guard.ts).
  */
+import { type GuardedRequest, guardRequestBody } from "./request_body_guard.ts";
 
 /** A running server. */
 export interface RunningServer {
@@ -48,14 +53,25 @@ export function startServer(
   let draining = false;
   let onIdle: (() => void) | null = null;
 
+  // Request bodies held until their answer has been sent (see request_body_guard.ts).
+  const held = new Set<GuardedRequest>();
+
   const tracked: Handler = async (request, info) => {
-    if (draining) return shuttingDown();
-    inFlight++;
+    const guarded = guardRequestBody(request);
     try {
-      return await handler(request, info);
+      if (draining) return shuttingDown();
+      inFlight++;
+      try {
+        return await handler(guarded?.request ?? request, info);
+      } finally {
+        inFlight--;
+        if (inFlight === 0) onIdle?.();
+      }
     } finally {
-      inFlight--;
-      if (inFlight === 0) onIdle?.();
+      if (guarded !== null) {
+        held.add(guarded);
+        guarded.answered(info.completed).then(() => held.delete(guarded));
+      }
     }
   };
 
@@ -85,6 +101,7 @@ export function startServer(
                     expired,
                   ]);
                 }
+                for (const guarded of held) guarded.release();
                 await Promise.race([server.shutdown(), expired]);
               } finally {
                 clearTimeout(timer);

@@ -222,8 +222,8 @@ function resultJson(result: MultipartUploadResult): Record<string, unknown> {
 
 /**
  * The answer to a refused upload: the error, plus the recorded failed file. `Connection:
- * close` because the body may be unread: the client should stop sending rather than have
- * Portal read the rest.
+ * close` because the body may be unread: the client should stop sending. Portal does not read
+ * the rest either: the server drops the connection once this is sent (request_body_guard.ts).
  */
 function uploadErrorResponse(c: Context<AppEnv>, error: UploadError): Response {
   c.header("Connection", "close");
