@@ -9,6 +9,11 @@
  * to a file on the same filesystem as Portal's data (one write in flight while hashing, fsync at
  * the end): the least any local store must do. Its ratio to the hash ceiling is what this
  * machine's disk allows; Portal's ratio to it is Portal's own overhead.
+ * Every stored file is deleted (Portal's through `DELETE /api/v1/files/:id`) after its timed
+ * upload, untimed: a long-running server's page cache recycles its pages, while a bench that keeps
+ * gigabytes of fresh files would have the kernel touch never-used memory for each new page, which
+ * on this VM costs several times the write itself (measured: 1 GiB at 700 MiB/s with files
+ * removed, 250 MiB/s by the third kept GiB, sys time 0.7 s → 3.7 s).
  * The machine is shared and noisy, so every Portal upload is paired with a ceiling upload of the
  * same file just before it, its ratio is taken against that pair, and the rounds are repeated:
  * the table shows medians, the ratio's range and the peak RSS over all rounds. Targets: ratio
@@ -183,12 +188,16 @@ function formatCpu(cpu: Cpu | null): string {
 
 /**
  * The disk ceiling: reads, SHA-256s and writes the body to a new file in `dir` (the write of a
- * chunk overlaps the hashing of the next), then fsyncs. Files are removed at the end of the run,
- * not between uploads, so a deletion never competes with a timed upload.
+ * chunk overlaps the hashing of the next), then fsyncs. Its files are removed by `DELETE /`
+ * between uploads (untimed), so a deletion never competes with a timed upload.
  */
 function startDiskCeiling(dir: string): { url: string; close(): Promise<void> } {
   let count = 0;
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+    if (req.method === "DELETE") {
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      return new Response(null, { status: 204 });
+    }
     await Deno.mkdir(dir, { recursive: true });
     const file = await Deno.open(join(dir, `disk-${count++}.bin`), {
       write: true,
@@ -333,12 +342,19 @@ async function pairedUpload(
   );
   const peakRssMb = await sampler.stop();
   const cpuAfter = await readCpuSeconds(portal.pid);
-  const answer = JSON.parse(result.body) as { sha256?: string };
+  const answer = JSON.parse(result.body) as { id?: string; sha256?: string };
   if (result.status !== "201" || answer.sha256 !== file.sha256) {
     throw new Error(
       `${label} upload of ${file.sizeMib} MiB failed: ${result.status} ${result.body}`,
     );
   }
+  await fetch(diskUrl, { method: "DELETE" }).then((r) => r.body?.cancel());
+  const deleted = await fetch(`${portal.url}/api/v1/files/${answer.id}`, {
+    method: "DELETE",
+    headers: { Authorization: `Bearer ${portal.token}` },
+  });
+  await deleted.body?.cancel();
+  if (!deleted.ok) throw new Error(`${label}: cannot delete the bench file: ${deleted.status}`);
   return {
     mibPerSecond: file.sizeMib / result.seconds,
     ceilingMibPerSecond: file.sizeMib / ceiling.seconds,
