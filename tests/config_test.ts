@@ -100,6 +100,7 @@ Deno.test("loadConfig() accepts and normalizes valid values", () => {
     "https://files.example.org",
   );
   assert.equal(configFrom({ PORTAL_HOST: "0.0.0.0" }).publicUrl, "http://127.0.0.1:8000");
+  assert.equal(configFrom({ PORTAL_HOST: "::" }).publicUrl, "http://[::1]:8000");
   // An empty variable counts as unset.
   assert.equal(configFrom({ PORTAL_PORT: " " }).port, 8000);
 });

@@ -179,10 +179,10 @@ export function loadConfig(env: Env): ConfigResult {
   const databaseUrl = r.url("DATABASE_URL", { protocols: ["postgres:", "postgresql:"] });
 
   const publicUrlRaw = r.url("PORTAL_PUBLIC_URL", { protocols: ["http:", "https:"] });
-  const urlHost = host.includes(":") ? `[${host}]` : host;
-  const publicUrl =
-    (publicUrlRaw ?? `http://${urlHost === "0.0.0.0" ? "127.0.0.1" : urlHost}:${port}`)
-      .replace(/\/+$/, "");
+  // An unspecified listen address (all interfaces) is no address to link to: default to loopback.
+  const linkHost = host === "0.0.0.0" ? "127.0.0.1" : host === "::" ? "::1" : host;
+  const urlHost = linkHost.includes(":") ? `[${linkHost}]` : linkHost;
+  const publicUrl = (publicUrlRaw ?? `http://${urlHost}:${port}`).replace(/\/+$/, "");
 
   const secretKey = r.raw("PORTAL_SECRET_KEY") ?? null;
   if (secretKey !== null && secretKey.length < 32) {
