@@ -173,6 +173,8 @@ export function startScheduler(deps: SchedulerDeps, jobs: JobDefinition[]): Sche
 export function tickName(schedule: string, at: Date): Date {
   const seconds = schedule.trim().split(/\s+/).length >= 6;
   const unit = seconds ? 1000 : 60_000;
-  const early = seconds ? 250 : 5_000;
+  // Timers fire at or a hair after their time; the allowance only absorbs clock rounding, and
+  // is kept small so a late firing (up to the resolution less it) keeps its own slot.
+  const early = seconds ? 20 : 1_000;
   return new Date(Math.floor((at.getTime() + early) / unit) * unit);
 }

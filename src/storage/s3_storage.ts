@@ -196,11 +196,21 @@ export class S3StorageAdapter implements StorageAdapter {
         if (upload.Initiated === undefined || upload.Initiated >= options.olderThan) continue;
         const key = upload.Key;
         const uploadId = upload.UploadId;
-        await this.#attempt(`abort the unfinished upload of "${key}"`, () =>
-          this.#client.send(
-            new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }),
-          ));
-        removed++;
+        try {
+          await this.#attempt(`abort the unfinished upload of "${key}"`, () =>
+            this.#client.send(
+              new AbortMultipartUploadCommand({
+                Bucket: this.bucket,
+                Key: key,
+                UploadId: uploadId,
+              }),
+            ));
+          removed++;
+        } catch (error) {
+          // Completed or aborted by someone else since the listing: nothing left to remove. Any
+          // other failure (endpoint down, access refused) ends the pass; the next run retries.
+          if (!(error instanceof StorageError && error.kind === "not_found")) throw error;
+        }
       }
       const more = page.IsTruncated === true;
       keyMarker = more ? page.NextKeyMarker : undefined;

@@ -89,7 +89,8 @@ export interface StorageAdapter {
    * Removes what interrupted writes left behind before `olderThan`: local temp files of a
    * process killed mid-write, S3 multipart uploads whose abort could not be sent (the endpoint
    * was down) under `prefix`. Returns how many it removed. Run by the cleanup job; never
-   * touches a finished object.
+   * touches a finished object. The prefix should be Portal's own: in a bucket shared with other
+   * applications, their unfinished uploads under it would be aborted after the same age.
    */
   deleteIncomplete(options: { olderThan: Date; prefix: string }): Promise<number>;
   /** Names the place bytes go, for logs and `portal storage check` (no secrets). */
