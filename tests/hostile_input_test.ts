@@ -517,6 +517,32 @@ Deno.test("Portal keeps serving after hostile requests over loopback", async () 
   });
 });
 
+Deno.test("TRACE and TRACK with a body get a 4xx over loopback, not a 500", async () => {
+  await withHostileApp("hostile_trace", async ({ deps, ada }) => {
+    const server = await startTestServer(deps);
+    try {
+      // Methods the Fetch Request constructor refuses (Fetch §4.5 forbidden methods), with a
+      // body too large to be left to Deno: the server must still hand them to the app.
+      const body = "a".repeat(100_000);
+      for (const method of ["TRACE", "TRACK"]) {
+        for (const auth of ["", `Authorization: ${ada.auth.authorization}\r\n`]) {
+          const raw = await rawRequest(
+            server.port,
+            `${method} /api/v1/me HTTP/1.1\r\nHost: x\r\n${auth}Content-Length: ${body.length}\r\n` +
+              `Connection: close\r\n\r\n${body}`,
+          );
+          assert.match(raw, /^HTTP\/1\.1 4\d\d /, `${method}${auth ? " signed in" : ""}`);
+        }
+      }
+      const me = await fetch(`${server.url}/api/v1/me`, { headers: ada.auth });
+      assert.equal(me.status, 200);
+      await me.body?.cancel();
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
 function postJsonOver(base: string, path: string, auth: Record<string, string>, body: unknown) {
   return fetch(`${base}${path}`, {
     method: "POST",

@@ -219,8 +219,9 @@ Deno.test("POST /api/v1/files answers bad input with the right status and messag
 });
 
 // What a client may push past the limit before the server drops the connection: Portal reads
-// a few hundred KiB past it, the rest sits in the kernel's socket buffers on both ends
-// (measured on loopback: 3 to 10 MiB in all). Draining the body would take all of `total`.
+// a few hundred KiB past it, plus at most DRAIN_BYTES (1 MiB) for a chunked body, the rest
+// sits in the kernel's socket buffers on both ends (measured on loopback: 3 to 10 MiB in all).
+// Draining the body would take all of `total`.
 const SOCKET_SLACK = 16 * MIB;
 
 Deno.test("POST /api/v1/files answers 413 while the client is still sending, then drops the connection", async (t) => {

@@ -1,5 +1,6 @@
 /**
- * Stops `Deno.serve` from reading the rest of a request body Portal has refused.
+ * Stops `Deno.serve` from reading the rest of a request body Portal has refused, while a small
+ * unread rest still keeps the connection alive.
  *
  * Deno 2.9's HTTP/1.1 server drains a request body that is cancelled, or never read, by the
  * time the answer is written, whatever its size and despite `Connection: close`: a 413 for a
@@ -8,29 +9,47 @@
  * goes out and is cancelled only after that (measured with raw sockets; the 413 tests in
  * tests/uploads_api_test.ts and tests/upload_connection_test.ts keep it true).
  *
- * So the server hands the app a pass-through body and keeps the real one. A cancel from the
- * app, or a body left unread, is settled once the answer has been sent, by cancelling the
- * held body: Deno then closes the connection. Meanwhile nothing reads the socket, so TCP flow
- * control stops the client. A remainder of at most DRAIN_BYTES is left to Deno to drain, so a
- * small unread body or a multipart epilogue keeps the connection alive; a body read to its
- * end is not touched.
+ * So the server hands the app a pass-through body and keeps the real one. Once the app is done
+ * with it (it answered, or cancelled its stream) the guard does a lingering close, like
+ * nginx's: it reads and discards what is left itself, at most DRAIN_BYTES within
+ * DRAIN_DEADLINE_MS. A body that ends within that budget is read to its end, so Deno keeps the
+ * connection alive (a multipart epilogue, the last chunk of a chunked body, a small body a 401
+ * left unread). Otherwise it stops reading, so TCP flow control stops the client, and cancels
+ * the held body SEND_GRACE_MS after the answer has been sent: Deno then drops the connection.
+ * A declared Content-Length that already says more than DRAIN_BYTES are left skips the reading.
+ *
+ * Deno cannot abort a read of the body in progress (its body resource has no cancel), and the
+ * cancel takes effect only when that read returns. So a client that stops sending altogether
+ * during the drain keeps its connection until it sends again or closes, as it would if it had
+ * stalled while the app was reading; a slow client is dropped at the deadline.
  */
 
-/** Declared bytes Deno may drain after the answer: cheaper than a new connection. */
-export const DRAIN_BYTES = 64 * 1024;
-// Between the answer being sent and the cancel that closes the socket: the close resets the
-// connection (unread bytes are pending), and a reset discards what the kernel has not yet
-// transmitted, so the answer gets a moment to leave. Nothing is read meanwhile.
-const SEND_GRACE_MS = 50;
+/**
+ * What the server reads of a body the app left, to keep its connection: cheaper than a new
+ * connection (TCP and TLS handshakes), and at most a few milliseconds on a LAN (0.8 s at
+ * 10 Mbit/s). Declared bodies this small are left to Deno, which reads no more than this either.
+ */
+export const DRAIN_BYTES = 1024 * 1024;
+// A client too slow to send DRAIN_BYTES in this long loses its connection rather than holding
+// it (nginx's lingering_time plays the same part, 30 s there, with no byte budget).
+const DRAIN_DEADLINE_MS = 1_000;
+// Between the answer being sent and the cancel that closes the socket. The close resets the
+// connection (unread bytes are pending), and a reset makes the client's kernel discard what
+// its application has not read yet, the answer included; `info.completed` only says the answer
+// reached our kernel. So the answer gets time to cross the link and be read: a few round trips
+// on a slow or distant link (satellite RTTs are ~600 ms), plus delayed ACKs. Nothing is read
+// meanwhile, so the client is held by flow control and the wait costs no bytes, only an idle
+// socket. 50 ms (the first choice) is less than one round trip on many WAN links.
+const SEND_GRACE_MS = 1_000;
 
 /** A request whose body the server holds (see the module comment). */
 export interface GuardedRequest {
   /** What the app reads: the same URL, method and headers, and a pass-through body. */
   request: Request;
   /**
-   * Call once the handler has answered, with `info.completed`: cancels the held body right
-   * away when at most DRAIN_BYTES are left, else once the answer has been sent. Resolves when
-   * the body has been released.
+   * Call once the handler has answered, with `info.completed`: reads the rest of the body (at
+   * most DRAIN_BYTES, briefly) or, when it does not end within that, cancels the held body
+   * SEND_GRACE_MS after the answer has been sent. Resolves when the body has been released.
    */
   answered(completed: Promise<void>): Promise<void>;
   /** Cancels the held body now (server shutdown). */
@@ -39,7 +58,8 @@ export interface GuardedRequest {
 
 /**
  * Holds the body of `request`, or returns null when there is nothing to hold: no body, a
- * declared Content-Length of at most DRAIN_BYTES, or a GET or HEAD.
+ * declared Content-Length of at most DRAIN_BYTES, a GET or HEAD, or a method the Fetch
+ * `Request` constructor refuses (TRACE, TRACK). Never throws.
  *
  * @example
  * const guarded = guardRequestBody(request);
@@ -60,7 +80,10 @@ export function guardRequestBody(request: Request): GuardedRequest | null {
 
   let received = 0;
   let ended = false; // read to its end, failed, or cancelled: nothing left to settle
-  let abandoned = false;
+  let abandoned = false; // the app is done with its stream: the guard reads the rest
+  let pulling: Promise<unknown> = Promise.resolve(); // the app's read in flight
+  let controller: ReadableByteStreamController | undefined;
+  let draining: Promise<boolean> | null = null;
   let timer: ReturnType<typeof setTimeout> | undefined;
   let onReleased = () => {};
   const released = new Promise<void>((resolve) => (onReleased = resolve));
@@ -73,56 +96,98 @@ export function guardRequestBody(request: Request): GuardedRequest | null {
     }
     onReleased();
   };
-  const fewLeft = () => declared !== null && declared - received <= DRAIN_BYTES;
+
+  // Reads what the app left; true when the body ended within DRAIN_BYTES and the deadline.
+  const drainRest = async (): Promise<boolean> => {
+    abandoned = true;
+    // A stream the app still has open fails its next read instead of racing the guard's.
+    controller?.error(new TypeError("Cannot read the request body: the answer has been given"));
+    await pulling;
+    if (ended) return true;
+    if (declared !== null && declared - received > DRAIN_BYTES) return false;
+    let expire = () => {};
+    const deadline = setTimeout(() => expire(), DRAIN_DEADLINE_MS);
+    const expired = new Promise<null>((resolve) => (expire = () => resolve(null)));
+    try {
+      let buffer = new Uint8Array(64 * 1024);
+      let drained = 0;
+      while (!ended) {
+        const read = reader.read(buffer);
+        read.catch(() => {}); // left pending past the deadline, it may fail unawaited
+        const result = await Promise.race([read, expired]);
+        if (result === null) return false;
+        if (result.done) return (ended = true);
+        drained += result.value.byteLength;
+        if (drained > DRAIN_BYTES) return false;
+        buffer = new Uint8Array(result.value.buffer);
+      }
+      return true; // released meanwhile (server shutdown)
+    } catch {
+      return (ended = true); // the client went away or sent a broken body
+    } finally {
+      clearTimeout(deadline);
+    }
+  };
+  const drain = () => (draining ??= drainRest());
 
   const source: UnderlyingByteSource = {
     type: "bytes",
     autoAllocateChunkSize: 64 * 1024,
-    async pull(controller) {
-      const pullInto = controller.byobRequest!;
+    start(c) {
+      controller = c;
+    },
+    async pull(c) {
+      const pullInto = c.byobRequest!;
       const view = pullInto.view as Uint8Array<ArrayBuffer>;
       let result;
       try {
         // The view's memory goes to the socket read and comes back in `value`: no copy.
-        result = await reader.read(view);
+        const read = reader.read(view);
+        pulling = read.catch(() => {});
+        result = await read;
       } catch (error) {
         ended = true; // the client went away or sent a broken body
         throw error;
       }
+      if (result.done) ended = true;
+      else received += result.value.byteLength;
       if (abandoned) return;
-      if (result.done) {
-        ended = true;
-        controller.close();
-      } else {
-        received += result.value.byteLength;
-      }
+      if (result.done) c.close();
       pullInto.respondWithNewView(result.value!);
     },
     cancel() {
       // Resolves at once: the app must not wait for the answer it has yet to give.
       abandoned = true;
-      if (fewLeft()) release();
+      drain();
     },
   };
-  const body = new ReadableStream(source);
 
-  return {
+  let copy: Request;
+  try {
     // Not `new Request(request, …)`: following the served request's signal makes Deno warn
     // about its legacy abort-on-success behaviour, and Portal does not use the signal.
-    request: new Request(request.url, {
+    copy = new Request(request.url, {
       method: request.method,
       headers: request.headers,
-      body,
+      body: new ReadableStream(source),
       duplex: "half",
-    } as RequestInit),
+    } as RequestInit);
+  } catch {
+    // A method the constructor refuses (Fetch §4.5 forbidden methods: TRACE, TRACK): the app
+    // gets the request as served and Deno drains its body, as it would without the guard.
+    reader.releaseLock();
+    return null;
+  }
+
+  return {
+    request: copy,
     answered(completed) {
-      if (ended || fewLeft()) {
-        release();
-      } else {
-        completed.catch(() => {}).then(() => {
-          if (!ended) timer = setTimeout(release, SEND_GRACE_MS);
-        });
-      }
+      const sentAt = completed.catch(() => {}).then(() => Date.now());
+      drain().then(async (clean) => {
+        if (clean || ended) return release();
+        const wait = (await sentAt) + SEND_GRACE_MS - Date.now();
+        if (!ended) timer = setTimeout(release, Math.max(0, wait));
+      });
       return released;
     },
     release,

@@ -9,9 +9,10 @@
  * elsewhere), and only when nothing is in flight is `Deno.serve` shut down, which closes the
  * listener so new connections are refused.
  *
- * A request body the app stops reading (an upload refused at the size limit) is held until the
- * answer has been sent, then cancelled, so Deno drops the connection instead of reading the
- * rest (request_body_guard.ts).
+ * A request body the app leaves unread is settled by request_body_guard.ts: a small rest is
+ * read and discarded so the connection stays alive, a large one (an upload refused at the size
+ * limit) is cancelled once the answer has been sent, so Deno drops the connection instead of
+ * reading the rest.
  */
 import { type GuardedRequest, guardRequestBody } from "./request_body_guard.ts";
 
@@ -57,6 +58,8 @@ export function startServer(
   const held = new Set<GuardedRequest>();
 
   const tracked: Handler = async (request, info) => {
+    // Before the try, whose finally settles the body. It never throws: a request it cannot
+    // copy (a TRACE) is passed on as served.
     const guarded = guardRequestBody(request);
     try {
       if (draining) return shuttingDown();

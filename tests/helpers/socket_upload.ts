@@ -178,3 +178,48 @@ export async function requestsOverOneConnection(
   }
   return answers;
 }
+
+/**
+ * Frames `body` as `Transfer-Encoding: chunked` in chunks of `chunkSize` bytes (default
+ * 64 KiB), ending with the last-chunk `0\r\n\r\n` unless `end` is false (RFC 9112 §7.1).
+ *
+ * @example
+ * const wire = chunkedBody(utf8("hello"), { chunkSize: 2 }); // "2\r\nhe\r\n2\r\nll\r\n1\r\no\r\n0\r\n\r\n"
+ */
+export function chunkedBody(
+  body: Uint8Array,
+  options: { chunkSize?: number; end?: boolean } = {},
+): Uint8Array {
+  const encoder = new TextEncoder();
+  const size = options.chunkSize ?? CHUNK;
+  const parts: Uint8Array[] = [];
+  for (let offset = 0; offset < body.byteLength; offset += size) {
+    const chunk = body.subarray(offset, offset + size);
+    parts.push(
+      encoder.encode(`${chunk.byteLength.toString(16)}\r\n`),
+      chunk,
+      encoder.encode("\r\n"),
+    );
+  }
+  if (options.end ?? true) parts.push(encoder.encode("0\r\n\r\n"));
+  const wire = new Uint8Array(parts.reduce((n, part) => n + part.byteLength, 0));
+  let offset = 0;
+  for (const part of parts) {
+    wire.set(part, offset);
+    offset += part.byteLength;
+  }
+  return wire;
+}
+
+/**
+ * Writes `bytes` (a request cut short) to 127.0.0.1:`port` and closes the connection, like a
+ * client that goes away mid-upload.
+ */
+export async function sendThenDisconnect(port: number, bytes: Uint8Array): Promise<void> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await writeAll(conn, bytes);
+  } finally {
+    conn.close();
+  }
+}
