@@ -7,33 +7,148 @@ import { Metrics } from "../src/metrics/metrics.ts";
 
 const FIXTURE = new URL("./fixtures/jobs_process.ts", import.meta.url).pathname;
 
+/** One replica's tick outcomes for the probe job, as tests/fixtures/jobs_process.ts prints them. */
+interface ReplicaOutcomes {
+  ran: number;
+  failed: number;
+  busy: number;
+  already_ran: number;
+}
+
+/** The lines of a child's output as they arrive. */
+async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  let buffered = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    buffered += chunk;
+    for (let end = buffered.indexOf("\n"); end >= 0; end = buffered.indexOf("\n")) {
+      yield buffered.slice(0, end);
+      buffered = buffered.slice(end + 1);
+    }
+  }
+  if (buffered !== "") yield buffered;
+}
+
+/**
+ * Runs `count` replicas of the jobs fixture over one common window of `runMs`: each is started,
+ * and once all have opened their pools they are told the same start time (`startAt`), so a slow
+ * start-up cannot widen the window the ticks are counted over.
+ */
+async function runReplicas(
+  databaseUrl: string,
+  options: { count: number; runMs: number; jobMs: number },
+): Promise<{ startAt: number; outcomes: ReplicaOutcomes[] }> {
+  const children = Array.from({ length: options.count }, () =>
+    new Deno.Command(Deno.execPath(), {
+      args: ["run", "-q", "-A", FIXTURE],
+      env: {
+        DATABASE_URL: databaseUrl,
+        RUN_MS: String(options.runMs),
+        JOB_MS: String(options.jobMs),
+      },
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn());
+  const stderr = children.map((child) => new Response(child.stderr).text());
+  const stdout = children.map((child) => lines(child.stdout));
+  try {
+    for (const [i, out] of stdout.entries()) {
+      const first = await out.next();
+      if (first.value !== "ready") {
+        throw new Error(`Cannot start replica ${i}: ${await stderr[i]}`);
+      }
+    }
+    // 300 ms into a second, so the window's edges never race a tick.
+    const startAt = Math.ceil((Date.now() + 300) / 1000) * 1000 + 300;
+    for (const child of children) {
+      const writer = child.stdin.getWriter();
+      await writer.write(new TextEncoder().encode(`${startAt}\n`));
+      await writer.close();
+    }
+    const outcomes: ReplicaOutcomes[] = [];
+    for (const [i, out] of stdout.entries()) {
+      let last = "";
+      for await (const line of out) last = line;
+      const status = await children[i]!.status;
+      if (!status.success) throw new Error(`Replica ${i} failed: ${await stderr[i]}`);
+      outcomes.push(JSON.parse(last));
+    }
+    return { startAt, outcomes };
+  } finally {
+    for (const [i, child] of children.entries()) {
+      // After an error above, replicas still waiting or running are stopped.
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // already exited
+      }
+      await child.stdin.close().catch(() => {});
+      for await (const _ of stdout[i]!) { /* drain */ }
+      await child.status;
+      await stderr[i];
+    }
+  }
+}
+
 Deno.test("startScheduler() runs a singleton job once per tick across three processes", async () => {
   const { testDb, db } = await createMigratedDatabase("jobs_replicas");
+  const runMs = 4500;
   try {
     await db
       .sql`CREATE TABLE probe_run (id serial PRIMARY KEY, pid int NOT NULL, at timestamptz NOT NULL DEFAULT now())`;
-    const children = [0, 1, 2].map(() =>
-      new Deno.Command(Deno.execPath(), {
-        args: ["run", "-q", "-A", FIXTURE],
-        env: { DATABASE_URL: testDb.url, RUN_MS: "4500", JOB_MS: "300" },
-        stdout: "piped",
-        stderr: "piped",
-      }).output()
-    );
-    const results = await Promise.all(children);
-    for (const result of results) {
-      assert.ok(result.success, new TextDecoder().decode(result.stderr));
+    // The probe takes 300 ms, so a replica firing the same tick meanwhile finds the lock held.
+    const { startAt, outcomes } = await runReplicas(testDb.url, {
+      count: 3,
+      runMs,
+      jobMs: 300,
+    });
+    const ticks = await db.sql<{ tick: Date; status: string }[]>`
+      SELECT tick, status FROM job_run WHERE job_name = 'probe' ORDER BY tick`;
+    const runs = await db.sql<
+      { pid: number; at: Date }[]
+    >`SELECT pid, at FROM probe_run ORDER BY at`;
+    const detail = JSON.stringify({
+      startAt: new Date(startAt),
+      ticks: ticks.map((t) => t.tick),
+      runs: runs.map((r) => [r.pid, r.at]),
+      outcomes,
+    });
+
+    // The fixture's pattern fires every second: each tick is named after its whole second.
+    for (const { tick } of ticks) {
+      assert.equal(tick.getTime() % 1000, 0, `tick ${tick.toISOString()} is not a whole second`);
     }
-    const ticks = await db.sql<{ tick: Date; owner: string; status: string }[]>`
-      SELECT tick, owner, status FROM job_run WHERE job_name = 'probe' ORDER BY tick`;
-    const [probe] = await db.sql<{ count: number }[]>`SELECT count(*)::int AS count FROM probe_run`;
-    const count = probe?.count;
-    assert.ok(ticks.length >= 3, `expected at least 3 ticks in 4.5 s, got ${ticks.length}`);
-    // Every execution belongs to exactly one tick: no tick ran twice.
-    assert.equal(count, ticks.length);
-    assert.ok(ticks.every((t) => t.status === "succeeded"));
-    // Ticks are distinct seconds.
-    assert.equal(new Set(ticks.map((t) => t.tick.getTime())).size, ticks.length);
+    assert.ok(ticks.every((t) => t.status === "succeeded"), detail);
+    // Once per tick: no wall-clock second holds two executions of the probe.
+    const perSecond = Object.groupBy(runs, (r) => String(Math.floor(r.at.getTime() / 1000)));
+    for (const [second, inSecond] of Object.entries(perSecond)) {
+      assert.equal(
+        inSecond?.length,
+        1,
+        `${inSecond?.length} executions in second ${
+          new Date(Number(second) * 1000).toISOString()
+        }: ${detail}`,
+      );
+    }
+    // A window of 4.5 s holds 4 or 5 whole seconds; it ran on (nearly) every one of them.
+    assert.ok(runs.length <= runMs / 1000 + 1, `${runs.length} executions: ${detail}`);
+    assert.ok(runs.length >= runMs / 1000 - 2, `${runs.length} executions: ${detail}`);
+    assert.equal(runs.length, ticks.length, detail);
+
+    // Every replica fired (nearly) every tick; the one that ran it is the only one that did, the
+    // other two were refused (lock held or tick already run), not idle.
+    const ran = outcomes.reduce((sum, o) => sum + o.ran, 0);
+    assert.equal(ran, runs.length, detail);
+    for (const o of outcomes) {
+      assert.equal(o.failed, 0, detail);
+      assert.ok(o.ran + o.busy + o.already_ran >= runs.length - 1, `a replica sat out: ${detail}`);
+    }
+    const refused = outcomes.reduce((sum, o) => sum + o.busy + o.already_ran, 0);
+    assert.ok(refused >= 2 * runs.length - 3, `only ${refused} refusals: ${detail}`);
+    // The winner holds the advisory lock for the 300 ms the probe runs, so replicas firing with
+    // it are refused as busy (already_ran is for one more than 300 ms late).
+    const busy = outcomes.reduce((sum, o) => sum + o.busy, 0);
+    assert.ok(busy > 0, `no replica was refused by the job's lock: ${detail}`);
   } finally {
     await testDb.drop();
   }
