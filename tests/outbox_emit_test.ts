@@ -196,3 +196,30 @@ Deno.test("emitEvent() in a rolled-back transaction leaves no row and sends no N
     await testDb.drop();
   }
 });
+
+Deno.test("emitEvent() makes an event due for a worker's clock as soon as it commits", async () => {
+  // A worker woken by the commit compares next_attempt_at with its own clock, sent as a
+  // millisecond timestamp: an event stamped with now()'s microseconds looked not yet due to a
+  // pass in the same millisecond (52 of 300 before the fix), and waited for the fallback timer.
+  const { testDb, db } = await createMigratedDatabase("outbox_emit_due");
+  try {
+    let notDue = 0;
+    for (let i = 0; i < 300; i++) {
+      const id = await db.sql.begin(async (tx) =>
+        (await emitEvent(tx, {
+          aggregateType: "UploadFile",
+          aggregateId: crypto.randomUUID(),
+          eventType: "file.stored",
+          payload: {},
+        })).id
+      );
+      const now = new Date();
+      const [row] = await db.sql<{ due: boolean }[]>`
+        SELECT next_attempt_at <= ${now} AS due FROM outbox_event WHERE id = ${id}`;
+      if (!row!.due) notDue++;
+    }
+    assert.equal(notDue, 0, `${notDue} of 300 events were not due right after their commit`);
+  } finally {
+    await testDb.drop();
+  }
+});
