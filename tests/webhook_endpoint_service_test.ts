@@ -60,3 +60,21 @@ Deno.test("fanOutDueEvents() gives the event the attempt limit of its deliveries
     await testDb.drop();
   }
 });
+
+Deno.test("fanOutDueEvents() takes a fresh event even when the worker's clock is behind the database's", async () => {
+  // A worker on another host whose clock runs 5 s behind Postgres: the event its commit's
+  // NOTIFY wakes it for is stamped with the database's time, and must not wait for that clock.
+  const { testDb, db } = await createMigratedDatabase("fanout_clock_skew");
+  try {
+    await addEndpoint({ db }, { url: "https://example.com/hook" });
+    const eventId = await emit(db, "file.stored");
+    const behind = new Date(Date.now() - 5_000);
+    const result = await fanOutDueEvents({ db }, { now: behind, maxAttempts: 5 });
+    assert.equal(result.deliveries, 1);
+    const [delivery] = await db.sql<{ eventId: string }[]>`
+      SELECT event_id AS "eventId" FROM webhook_delivery`;
+    assert.equal(delivery?.eventId, eventId);
+  } finally {
+    await testDb.drop();
+  }
+});

@@ -25,7 +25,9 @@ export async function lockEventsForFanOut(
     SELECT e.id AS "eventId", w.id AS "endpointId"
     FROM (
       SELECT id, event_type, next_attempt_at FROM outbox_event
-      WHERE status = 'pending' AND next_attempt_at <= ${input.now}
+      -- The database's clock too: a fresh event is stamped with it, and a worker whose own
+      -- clock runs behind (another host) must still see the event its commit woke it for.
+      WHERE status = 'pending' AND next_attempt_at <= greatest(${input.now}::timestamptz, now())
         AND NOT EXISTS (SELECT 1 FROM webhook_delivery d WHERE d.event_id = outbox_event.id)
       ORDER BY next_attempt_at
       LIMIT ${input.limit}
