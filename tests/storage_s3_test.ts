@@ -4,13 +4,12 @@ import {
   CreateMultipartUploadCommand,
   ListMultipartUploadsCommand,
   ListObjectsV2Command,
-  S3Client,
 } from "@aws-sdk/client-s3";
 import { contentDisposition } from "../src/storage/content_disposition.ts";
 import { S3StorageAdapter, type S3StorageOptions } from "../src/storage/s3_storage.ts";
 import { checkStorage } from "../src/storage/storage_check.ts";
 import { StorageError } from "../src/storage/storage.ts";
-import { startS3rver, type TestS3 } from "./helpers/s3rver.ts";
+import { operatorClient, startS3rver, type TestS3 } from "./helpers/s3rver.ts";
 
 const MIB = 1024 * 1024;
 const KEY = "uploads/2026/11/0193a3c4-7f1e-7000-8000-000000000001/my report (1) é.pdf";
@@ -43,12 +42,7 @@ async function withS3(
 
 /** Lists keys and multipart uploads with a separate client, as an operator would. */
 async function bucketContents(s3: TestS3): Promise<{ keys: string[]; uploads: string[] }> {
-  const client = new S3Client({
-    region: "us-east-1",
-    endpoint: s3.endpointUrl,
-    forcePathStyle: true,
-    credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
-  });
+  const client = operatorClient(s3);
   try {
     const objects = await client.send(new ListObjectsV2Command({ Bucket: s3.bucket }));
     const uploads = await client.send(new ListMultipartUploadsCommand({ Bucket: s3.bucket }));
@@ -446,12 +440,7 @@ Deno.test("checkStorage() passes on a reachable bucket and leaves nothing behind
 
 Deno.test("S3StorageAdapter.deleteIncomplete() aborts unfinished multipart uploads under the prefix, older than asked", async () => {
   await withS3(async (storage, s3) => {
-    const client = new S3Client({
-      region: "us-east-1",
-      endpoint: s3.endpointUrl,
-      forcePathStyle: true,
-      credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
-    });
+    const client = operatorClient(s3);
     try {
       const ours = await client.send(
         new CreateMultipartUploadCommand({ Bucket: s3.bucket, Key: KEY }),

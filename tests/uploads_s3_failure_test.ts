@@ -6,11 +6,11 @@
  * is left) or stays up and refuses the remaining parts.
  */
 import assert from "node:assert/strict";
-import { ListMultipartUploadsCommand, S3Client } from "@aws-sdk/client-s3";
+import { ListMultipartUploadsCommand } from "@aws-sdk/client-s3";
 import { UploadError } from "../src/uploads/upload_errors.ts";
 import { deleteIncompleteUploads } from "../src/uploads/upload_jobs.ts";
 import { uploadFile } from "../src/uploads/upload_service.ts";
-import { type RestartableS3, startRestartableS3rver } from "./helpers/s3rver.ts";
+import { operatorClient, type RestartableS3, startRestartableS3rver } from "./helpers/s3rver.ts";
 import {
   bucketKeys,
   createUploadFixture,
@@ -28,12 +28,7 @@ const CHUNK = 256 * 1024;
 
 /** The multipart uploads the server lists for the bucket (ListMultipartUploads over HTTP). */
 async function listedUploads(s3: RestartableS3): Promise<string[]> {
-  const client = new S3Client({
-    region: "us-east-1",
-    endpoint: s3.endpointUrl,
-    forcePathStyle: true,
-    credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
-  });
+  const client = operatorClient(s3);
   try {
     const output = await client.send(new ListMultipartUploadsCommand({ Bucket: s3.bucket }));
     return (output.Uploads ?? []).map((upload) => `${upload.Key} ${upload.UploadId}`);

@@ -5,7 +5,12 @@
  */
 import { type Context, Hono } from "hono";
 import { isUuid } from "../db/ids.ts";
-import { createBatch, finalizeBatch, getBatch } from "../uploads/batch_service.ts";
+import {
+  createBatch,
+  finalizeBatch,
+  getBatch,
+  MAX_IDEMPOTENCY_KEY,
+} from "../uploads/batch_service.ts";
 import { fileDownloadUrl } from "../uploads/download_links.ts";
 import { batchJson, fileJson } from "../uploads/file_json.ts";
 import { filenameFromContentDisposition } from "../uploads/file_names.ts";
@@ -44,7 +49,6 @@ export const UPLOAD_ERROR_STATUS: Readonly<Record<UploadErrorCode, number>> = {
 
 const DEFAULT_PAGE = 50;
 const MAX_PAGE = 100;
-const MAX_IDEMPOTENCY_KEY = 200;
 
 /** Upload API routes. */
 export function uploadApiRoutes(deps: AppDeps): Hono<AppEnv> {

@@ -17,6 +17,9 @@ import { listBatchFiles, type UploadFileRecord } from "./files_repo.ts";
 import { UploadError } from "./upload_errors.ts";
 import type { UploadDeps, Uploader } from "./upload_deps.ts";
 
+/** The longest idempotency key a batch takes (a longer one could exceed the index row limit). */
+export const MAX_IDEMPOTENCY_KEY = 200;
+
 /**
  * Creates an open batch for `uploader`. With an `idempotencyKey` the user already used, returns
  * that batch instead (`created: false`), so a retried request does not make a second one.

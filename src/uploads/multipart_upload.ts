@@ -8,7 +8,7 @@
  * stored by that request stay stored (bad input never loses data already stored: SPEC §5);
  * the error carries them in `partial` and the batch is finalized with them.
  */
-import { createBatch, finalizeBatch } from "./batch_service.ts";
+import { createBatch, finalizeBatch, MAX_IDEMPOTENCY_KEY } from "./batch_service.ts";
 import type { UploadBatchRecord } from "./batches_repo.ts";
 import { listBatchFiles, type UploadFileRecord } from "./files_repo.ts";
 import { fileDownloadUrl } from "./download_links.ts";
@@ -73,8 +73,6 @@ export class MultipartUploadError extends UploadError {
 }
 
 const MAX_FIELD_BYTES = 64 * 1024;
-// As for POST /api/v1/batches; a longer key could also exceed the btree index row limit.
-const MAX_IDEMPOTENCY_KEY = 200;
 const MAX_FIELDS = 100;
 // Room for part headers and text fields on top of the files themselves.
 const REQUEST_OVERHEAD_BYTES = 1024 * 1024;

@@ -9,6 +9,7 @@
  */
 import S3rver from "s3rver";
 import { join } from "node:path";
+import { S3Client } from "@aws-sdk/client-s3";
 
 /** A running s3rver and what a client needs to reach it. */
 export interface TestS3 {
@@ -46,42 +47,25 @@ type S3rverConstructor = new (options: Record<string, unknown>) => S3rverServer;
 /** s3rver's hardcoded account. */
 const CREDENTIALS = { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" };
 
-/** Starts s3rver with an empty bucket; `stop()` closes it and removes its directory. */
-export async function startS3rver(): Promise<TestS3> {
-  const directory = await Deno.makeTempDir({ prefix: "portal-s3rver-" });
-  const bucket = `portal-test-${crypto.randomUUID().slice(0, 8)}`;
-  const server = new (S3rver as unknown as S3rverConstructor)({
-    address: "127.0.0.1",
-    port: 0,
-    silent: true,
-    directory,
-    configureBuckets: [{ name: bucket }],
+/**
+ * A plain SDK client on `s3`, separate from the adapter under test: for looking at the bucket as
+ * an operator would. `destroy()` it when done.
+ */
+export function operatorClient(s3: TestS3): S3Client {
+  return new S3Client({
+    region: "us-east-1",
+    endpoint: s3.endpointUrl,
+    forcePathStyle: true,
+    credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
   });
-  // Before the router, which is s3rver's last middleware.
-  server.middleware.splice(server.middleware.length - 1, 0, multipartExtensions(directory));
-  let port: number;
-  try {
-    ({ port } = await server.run());
-  } catch (error) {
-    await Deno.remove(directory, { recursive: true });
-    throw error;
-  }
-  return {
-    endpointUrl: `http://127.0.0.1:${port}`,
-    bucket,
-    ...CREDENTIALS,
-    directory,
-    async pendingUploads() {
-      return await listUploads(directory, bucket);
-    },
-    async stop() {
-      // fetch() and the SDK keep connections alive; close() alone would wait for them.
-      const closed = server.close();
-      server.httpServer?.closeAllConnections?.();
-      await closed;
-      await Deno.remove(directory, { recursive: true });
-    },
-  };
+}
+
+/**
+ * Starts s3rver with an empty bucket; `stop()` closes it and removes its directory. The same
+ * server as `startRestartableS3rver`, for tests that never take it down.
+ */
+export async function startS3rver(): Promise<TestS3> {
+  return await startRestartableS3rver();
 }
 
 function uploadsDir(directory: string, bucket: string): string {

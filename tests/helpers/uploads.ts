@@ -5,7 +5,7 @@
  */
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
+import { ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { createApiToken, createUser, type User } from "../../src/auth/account_service.ts";
 import { configFrom } from "../../src/config/config.ts";
 import type { Database } from "../../src/db/db.ts";
@@ -16,7 +16,7 @@ import { LocalStorageAdapter } from "../../src/storage/local_storage.ts";
 import { S3StorageAdapter } from "../../src/storage/s3_storage.ts";
 import type { StorageAdapter } from "../../src/storage/storage.ts";
 import { createMigratedDatabase, type TestDatabase } from "./db.ts";
-import { startS3rver, type TestS3 } from "./s3rver.ts";
+import { operatorClient, startS3rver, type TestS3 } from "./s3rver.ts";
 
 /** The signing key of the test deps. */
 export const UPLOAD_TEST_SECRET = "upload-test-secret-0123456789abcdefghijkl";
@@ -156,12 +156,7 @@ export async function walkFiles(root: string): Promise<string[]> {
 
 /** Every key in the fixture's bucket. */
 export async function bucketKeys(s3: TestS3): Promise<string[]> {
-  const client = new S3Client({
-    region: "us-east-1",
-    endpoint: s3.endpointUrl,
-    forcePathStyle: true,
-    credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
-  });
+  const client = operatorClient(s3);
   try {
     const output = await client.send(new ListObjectsV2Command({ Bucket: s3.bucket }));
     return (output.Contents ?? []).map((o) => o.Key!).sort();
