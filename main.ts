@@ -21,8 +21,11 @@ import {
   tokenCreate,
   userCreate,
   userList,
+  userResetPassword,
   type WithDatabase,
 } from "./src/cli/account_commands.ts";
+import { DataDirError } from "./src/db/embedded/legacy_data_dir.ts";
+import { embeddedUpgrade } from "./src/cli/embedded_commands.ts";
 import { VERSION } from "./src/version.ts";
 import {
   webhookAdd,
@@ -72,7 +75,9 @@ function terminationSignal(): Promise<string> {
 
 async function openRuntime(config: Readonly<Config>, logger: Logger): Promise<Database> {
   const started = performance.now();
-  const db = await openDatabase(config);
+  const db = await openDatabase(config, {
+    onEvent: (message, fields) => logger.info(message, fields),
+  });
   const { applied } = await migrate(db);
   logger.info("database ready", {
     database: db.description,
@@ -92,15 +97,29 @@ async function openServices(config: Readonly<Config>, logger: Logger) {
   return { config, db, logger, secretKey, storage, metrics };
 }
 
+/** The one-time admin password, framed so a person finds it between the log lines. */
+function firstRunBlock(url: string, admin: { email: string; password: string }): string {
+  const lines = [
+    "First start: an admin account was created. Its password is shown this once:",
+    "",
+    `  open      ${url}`,
+    `  email     ${admin.email}`,
+    `  password  ${admin.password}`,
+    "",
+    "Lost it? A new one: portal user reset-password --email " + admin.email,
+    "(from the source tree: deno run -A main.ts user reset-password --email " + admin.email + ")",
+  ];
+  const width = Math.max(...lines.map((line) => line.length));
+  const rule = `+${"-".repeat(width + 2)}+`;
+  return ["", rule, ...lines.map((line) => `| ${line.padEnd(width)} |`), rule, ""].join("\n");
+}
+
 async function serve(config: Readonly<Config>, logger: Logger): Promise<number> {
   const deps = await openServices(config, logger);
+  let firstRun: { email: string; password: string } | null = null;
   if (deps.db.embedded) {
     const admin = await bootstrapAdmin(deps.db, config.adminEmail);
-    if (admin) {
-      console.log(
-        `Created admin account: sign in as ${admin.email} with password ${admin.password}`,
-      );
-    }
+    if (admin) firstRun = admin;
   }
   const server = await startServer(createApp(deps).fetch, {
     hostname: config.host,
@@ -110,6 +129,7 @@ async function serve(config: Readonly<Config>, logger: Logger): Promise<number> 
   const background: Background | null = config.jobs ? startBackground(deps) : null;
   logger.info("listening", { url: config.publicUrl, host: server.hostname, port: server.port });
   console.log(`Portal is running at ${config.publicUrl} (press Ctrl+C to stop)`);
+  if (firstRun) console.log(firstRunBlock(config.publicUrl, firstRun));
 
   const signal = await terminationSignal();
   logger.info("shutting down", { signal });
@@ -202,6 +222,10 @@ async function main(argv: string[]): Promise<number> {
         return await userCreate(io, databaseRunner(config()));
       case "user list":
         return await userList(io, databaseRunner(config()));
+      case "user reset-password":
+        return await userResetPassword(io, databaseRunner(config()));
+      case "embedded upgrade":
+        return await embeddedUpgrade(io, config());
       case "token create":
         return await tokenCreate(io, databaseRunner(config()));
       case "webhook add":
@@ -232,6 +256,10 @@ async function main(argv: string[]): Promise<number> {
         throw new UsageError(`unknown command "${argv.join(" ")}"`);
     }
   } catch (error) {
+    if (error instanceof DataDirError) {
+      console.error(`portal: ${error.message}`);
+      return 2;
+    }
     if (error instanceof UsageError) {
       console.error(`portal: ${error.message}`);
       console.error(usage ? `\n${usage}` : `Run "portal --help" for the commands.`);

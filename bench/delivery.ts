@@ -52,7 +52,13 @@ interface Proc {
 
 function startProcess(script: string, env: Record<string, string>): Proc {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-q", "-A", script],
+    args: [
+      "run",
+      "-q",
+      "-A",
+      `--lock=${new URL("../tests/deno.lock", import.meta.url).pathname}`,
+      script,
+    ],
     env,
     stdout: "piped",
     stderr: "inherit",

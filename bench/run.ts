@@ -27,7 +27,12 @@ async function main(names: string[]): Promise<number> {
     }
     console.log(`\n== ${name} ==`);
     const { code } = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", path],
+      args: [
+        "run",
+        "-A",
+        `--lock=${new URL("../tests/deno.lock", import.meta.url).pathname}`,
+        path,
+      ],
       stdout: "inherit",
       stderr: "inherit",
     }).output();

@@ -250,7 +250,14 @@ function freePort(): number {
 
 async function portalCommand(env: Record<string, string>, args: string[]): Promise<string> {
   const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-q", "-A", MAIN, ...args],
+    args: [
+      "run",
+      "-q",
+      "-A",
+      `--lock=${new URL("../tests/deno.lock", import.meta.url).pathname}`,
+      MAIN,
+      ...args,
+    ],
     env,
     stdout: "piped",
     stderr: "piped",
@@ -279,7 +286,14 @@ async function startPortal(env: Record<string, string>): Promise<Portal> {
     .match(/ptk_[A-Za-z0-9_-]+/)?.[0];
   if (!token) throw new Error("Cannot read the token printed by `portal token create`");
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-q", "-A", MAIN, "serve"],
+    args: [
+      "run",
+      "-q",
+      "-A",
+      `--lock=${new URL("../tests/deno.lock", import.meta.url).pathname}`,
+      MAIN,
+      "serve",
+    ],
     env: fullEnv,
     stdout: "null",
     stderr: "inherit",

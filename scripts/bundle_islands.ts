@@ -27,6 +27,7 @@ export async function bundleIslands(outputPath: string): Promise<void> {
     args: [
       "bundle",
       "--quiet",
+      `--lock=${new URL("../tests/deno.lock", import.meta.url).pathname}`,
       "--config",
       CONFIG_PATH,
       "--platform",

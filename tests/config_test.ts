@@ -366,9 +366,9 @@ Deno.test("portal serve exits 2 before listening, one line per configuration pro
       '  FILE_UPLOAD_MAX_SIZE: expected a whole number >= 1, got "big"',
     ]);
     assert.equal(result.stdout, "");
-    // Nothing was opened: no embedded database, no pid file.
+    // Nothing was opened: no embedded database, no start lock.
     assert.equal(existsSync(join(dataDir, "pg")), false);
-    assert.equal(existsSync(join(dataDir, "embedded.pid")), false);
+    assert.equal(existsSync(join(dataDir, "embedded.lock")), false);
   } finally {
     await Deno.remove(dataDir, { recursive: true });
   }

@@ -39,7 +39,13 @@ async function runReplicas(
 ): Promise<{ startAt: number; outcomes: ReplicaOutcomes[] }> {
   const children = Array.from({ length: options.count }, () =>
     new Deno.Command(Deno.execPath(), {
-      args: ["run", "-q", "-A", FIXTURE],
+      args: [
+        "run",
+        "-q",
+        "-A",
+        `--lock=${new URL("./deno.lock", import.meta.url).pathname}`,
+        FIXTURE,
+      ],
       env: {
         DATABASE_URL: databaseUrl,
         RUN_MS: String(options.runMs),

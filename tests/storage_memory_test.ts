@@ -22,7 +22,14 @@ interface Growth {
 
 async function measure(args: string[]) {
   const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-q", "-A", FIXTURE, ...args],
+    args: [
+      "run",
+      "-q",
+      "-A",
+      `--lock=${new URL("./deno.lock", import.meta.url).pathname}`,
+      FIXTURE,
+      ...args,
+    ],
     stdout: "piped",
     stderr: "piped",
   }).output();

@@ -15,7 +15,14 @@ interface Run {
 function portal(databaseUrl: string) {
   return async (...args: string[]): Promise<Run> => {
     const output = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-q", "-A", MAIN, ...args],
+      args: [
+        "run",
+        "-q",
+        "-A",
+        `--lock=${new URL("./deno.lock", import.meta.url).pathname}`,
+        MAIN,
+        ...args,
+      ],
       env: {
         DATABASE_URL: databaseUrl,
         PORTAL_WEBHOOK_ALLOW_PRIVATE: "true",

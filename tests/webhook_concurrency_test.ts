@@ -10,7 +10,7 @@ const WORKER = new URL("./fixtures/delivery_worker.ts", import.meta.url).pathnam
 /** Starts a delivery worker process on the test database. */
 function spawnWorker(databaseUrl: string, env: Record<string, string> = {}): Deno.ChildProcess {
   return new Deno.Command(Deno.execPath(), {
-    args: ["run", "-q", "-A", WORKER],
+    args: ["run", "-q", "-A", `--lock=${new URL("./deno.lock", import.meta.url).pathname}`, WORKER],
     env: {
       DATABASE_URL: databaseUrl,
       PORTAL_WEBHOOK_ALLOW_PRIVATE: "true",

@@ -6,9 +6,17 @@ import { createHash, randomBytes } from "node:crypto";
 import type { Database } from "../db/db.ts";
 import { newId } from "../db/ids.ts";
 import { DUMMY_HASH, generatePassword, hashPassword, verifyPassword } from "./passwords.ts";
-import { countUsers, findUserByEmail, insertUser, listUsers, type User } from "./users_repo.ts";
+import {
+  countUsers,
+  findUserByEmail,
+  insertUser,
+  listUsers,
+  updatePasswordHash,
+  type User,
+} from "./users_repo.ts";
 import {
   deleteSession,
+  deleteUserSessions,
   findSession,
   insertSession,
   type SessionWithUser,
@@ -205,6 +213,34 @@ export async function resolveApiToken(db: Database, token: string): Promise<User
 /** Revokes a token by id. */
 export function revokeApiToken(db: Database, tokenId: string): Promise<boolean> {
   return revokeToken(db.sql, tokenId);
+}
+
+/**
+ * Gives a user a new generated password and signs out all their sessions, in one
+ * transaction; returns the password (shown once) or throws `unknown_user`.
+ *
+ * @example
+ * const { password } = await resetPassword(db, { email: "admin@localhost" });
+ */
+export async function resetPassword(
+  db: Database,
+  input: { email: string },
+): Promise<{ user: User; password: string; sessionsEnded: number }> {
+  const email = normalizeEmail(input.email);
+  const password = generatePassword();
+  const passwordHash = await hashPassword(password);
+  const result = await db.sql.begin(async (tx) => {
+    const user = await findUserByEmail(tx, email);
+    if (!user) return null;
+    await updatePasswordHash(tx, user.id, passwordHash);
+    const sessionsEnded = await deleteUserSessions(tx, user.id);
+    const { passwordHash: _hash, ...plain } = user;
+    return { user: plain, sessionsEnded };
+  });
+  if (!result) {
+    throw new AccountError("unknown_user", `Cannot reset the password: no user "${email}"`);
+  }
+  return { ...result, password };
 }
 
 /**

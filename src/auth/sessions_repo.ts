@@ -67,3 +67,9 @@ export async function deleteExpiredSessions(sql: Queryable): Promise<number> {
   const rows = await sql`DELETE FROM sessions WHERE expires_at <= now() RETURNING id`;
   return rows.length;
 }
+
+/** Deletes every session of a user (signs them out everywhere); returns how many. */
+export async function deleteUserSessions(sql: Queryable, userId: string): Promise<number> {
+  const rows = await sql`DELETE FROM sessions WHERE user_id = ${userId} RETURNING id`;
+  return rows.length;
+}

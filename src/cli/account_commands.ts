@@ -1,5 +1,11 @@
-/** `portal user create|list` and `portal token create`. */
-import { AccountError, createApiToken, createUser, listAllUsers } from "../auth/account_service.ts";
+/** `portal user create|list|reset-password` and `portal token create`. */
+import {
+  AccountError,
+  createApiToken,
+  createUser,
+  listAllUsers,
+  resetPassword,
+} from "../auth/account_service.ts";
 import { generatePassword } from "../auth/passwords.ts";
 import type { Database } from "../db/db.ts";
 import { parseArgs } from "./args.ts";
@@ -33,6 +39,29 @@ export async function userCreate(io: CommandIo, withDb: WithDatabase): Promise<n
       });
       io.stdout(`Created ${user.isAdmin ? "admin" : "user"} ${user.email} (${user.id})`);
       if (generated) io.stdout(`Password for ${user.email}: ${password}`);
+      return 0;
+    } catch (error) {
+      if (error instanceof AccountError) {
+        io.stderr(error.message);
+        return 1;
+      }
+      throw error;
+    }
+  });
+}
+
+/** `portal user reset-password --email E`: a new one-time password; signs the user out. */
+export async function userResetPassword(io: CommandIo, withDb: WithDatabase): Promise<number> {
+  const { values } = parseArgs(io.args, { email: { type: "string" } });
+  if (!values.email) throw new UsageError("--email is required");
+  return await withDb(async (db) => {
+    try {
+      const reset = await resetPassword(db, { email: values.email! });
+      io.stderr(
+        `Reset the password of ${reset.user.email}; signed out ${reset.sessionsEnded} session(s). ` +
+          `It is shown once:`,
+      );
+      io.stdout(reset.password);
       return 0;
     } catch (error) {
       if (error instanceof AccountError) {

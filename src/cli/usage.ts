@@ -12,8 +12,10 @@ Commands:
   migrate                     apply pending database migrations and exit
   user create --email E       create a user [--admin] [--password-stdin]
   user list                   list users
+  user reset-password --email E   new one-time password for a user; signs them out
   token create --email E      create an API token for scripts [--name N]
   storage check               write, read and delete a probe object on the configured storage
+  embedded upgrade            carry a data dir of the PGlite-era Portal over to the embedded server
   webhook ...                 manage webhook endpoints (portal webhook --help)
   events ...                  inspect and retry outbox events (portal events --help)
 
@@ -22,7 +24,8 @@ Options:
   -V, --version               print the version
 
 Settings come from environment variables (see .env.example). With no DATABASE_URL, Portal
-runs on an embedded database in PORTAL_DATA_DIR (default ./data).`;
+runs on an embedded PostgreSQL server in PORTAL_DATA_DIR (default ./data), shared by every
+portal process on that folder.`;
 
 /** Help per command path. */
 export const COMMAND_USAGE: Record<string, string> = {
@@ -45,6 +48,7 @@ Applies pending migrations and exits. Safe to run from several processes at once
 Manages accounts.
   create --email E        create a user [--admin] [--password-stdin]
   list                    list users
+  reset-password --email E   new one-time password; signs the user out
 Run "portal user <command> --help" for details.`,
   "user create": `Usage: portal user create --email E [--admin] [--password-stdin]
 
@@ -52,6 +56,24 @@ Creates a user. Without --password-stdin a random password is generated and prin
   --email E          the account's email (login name)
   --admin            make the user an admin
   --password-stdin   read the password from standard input (at least 8 characters)`,
+  "user reset-password": `Usage: portal user reset-password --email E
+
+Gives the user a new random password, printed once, and signs out all their browser sessions.
+Works while portal serve runs (on the embedded database too). Use it when the first-start admin
+password is lost.
+  --email E          the account's email`,
+  embedded: `Usage: portal embedded <command>
+
+The embedded PostgreSQL server in PORTAL_DATA_DIR/pg (used when DATABASE_URL is unset).
+  upgrade                 carry a data dir of the PGlite-era Portal over to it
+Run "portal embedded <command> --help" for details.`,
+  "embedded upgrade": `Usage: portal embedded upgrade
+
+For a PORTAL_DATA_DIR written by an earlier Portal whose embedded database was PGlite: reads
+every table from PORTAL_DATA_DIR/pg with PGlite, renames that folder to pg-pglite (nothing is
+deleted), creates the embedded PostgreSQL server in PORTAL_DATA_DIR/pg and copies the rows in.
+Stop every Portal process on the data dir first. Files under PORTAL_DATA_DIR/media stay where
+they are.`,
   "user list": `Usage: portal user list
 
 Lists users: id, email, admin, active, created.`,

@@ -1,7 +1,7 @@
 /**
- * The database handle every other folder receives: a postgres.js pool plus the few things that
- * differ between a Postgres server and the embedded PGlite (NOTIFY wake-ups, advisory locks).
- * Callers never branch on `embedded`; they call `listen`, `tryWithLock` and `withLock`.
+ * The database handle every other folder receives: a postgres.js pool with LISTEN and
+ * session advisory locks. The embedded default is a real PostgreSQL server too
+ * (embedded/embedded_database.ts), so the same code and the same guarantees hold on both.
  */
 import postgres from "postgres";
 
@@ -23,15 +23,14 @@ export interface Subscription {
 /** The database as the rest of Portal sees it. */
 export interface Database {
   sql: Sql;
-  /** True for the embedded PGlite (single process). */
+  /** True for the embedded server in PORTAL_DATA_DIR (first start creates the admin). */
   embedded: boolean;
   /** Describes the target without secrets, for logs. */
   description: string;
   /**
    * Subscribes to `channel` (senders call `pg_notify` inside their transaction, so Postgres
    * delivers only on commit); `onListen` runs after each (re)connect so callers can rescan.
-   * Embedded: the same commit-only NOTIFY, passed to the listeners in process (see
-   * embedded.ts). Either way a wake-up is only a hint, the table is the truth.
+   * A wake-up is only a hint, the table is the truth.
    */
   listen(
     channel: string,

@@ -42,7 +42,14 @@ function command(args: string[], options: CliOptions, signal?: AbortSignal): Den
   // `-q`: on a fresh Deno cache, `deno run` may print its own "Download https://..." progress
   // lines on stderr; they are not Portal's output and would break the comparisons below.
   return new Deno.Command(Deno.execPath(), {
-    args: ["run", "-q", "-A", MAIN_TS, ...args],
+    args: [
+      "run",
+      "-q",
+      "-A",
+      `--lock=${new URL("../deno.lock", import.meta.url).pathname}`,
+      MAIN_TS,
+      ...args,
+    ],
     cwd: REPO_ROOT,
     clearEnv: true,
     env: baseEnv(options.env),

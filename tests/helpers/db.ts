@@ -1,19 +1,24 @@
 /**
  * Test databases: one fresh database per test file on a real Postgres, dropped afterwards.
  * `TEST_DATABASE_URL` names the server (default postgres://postgres@127.0.0.1:5432/postgres).
- * `tests/run.ts` makes sure a server answers before any test starts (starting Debian's cluster
- * when needed); `ensurePostgres` repeats that check so a single file also runs alone.
+ * When none answers there, `tests/run.ts` starts the embedded PostgreSQL server Portal's
+ * default uses (`startHarnessServer`) and hands its URL to every test file in
+ * TEST_DATABASE_URL, so a machine with only Node runs the suite.
  */
 import postgres from "postgres";
 import { createServerDatabase, type Database } from "../../src/db/db.ts";
 import { migrate } from "../../src/db/migrate.ts";
+import {
+  type EmbeddedDatabase,
+  openEmbeddedDatabase,
+} from "../../src/db/embedded/embedded_database.ts";
 
 /** The server tests use. */
 export const TEST_DATABASE_URL = Deno.env.get("TEST_DATABASE_URL") ??
   "postgres://postgres@127.0.0.1:5432/postgres";
 
 /** Returns null when a server answers, else the reason it does not. */
-async function probe(url: string): Promise<string | null> {
+export async function probe(url: string): Promise<string | null> {
   const sql = postgres(url, { max: 1, connect_timeout: 3, onnotice: () => {} });
   try {
     await sql`SELECT 1`;
@@ -25,50 +30,51 @@ async function probe(url: string): Promise<string | null> {
   }
 }
 
-/**
- * Makes sure a Postgres server answers at TEST_DATABASE_URL: starts Debian's cluster with
- * `pg_ctlcluster` when none does, else throws a message naming what to install.
- */
+/** Throws a message saying how to get a server when none answers at TEST_DATABASE_URL. */
 export async function ensurePostgres(url = TEST_DATABASE_URL): Promise<void> {
-  const first = await probe(url);
-  if (first === null) return;
-  const versions = await listClusters();
-  if (versions === null) {
-    throw new Error(
-      `Cannot reach Postgres at ${redact(url)} (${first}) and pg_ctlcluster is not installed: ` +
-        `install PostgreSQL (Debian: apt-get install postgresql) or set TEST_DATABASE_URL`,
-    );
-  }
-  for (const version of versions) {
-    const start = new Deno.Command("pg_ctlcluster", {
-      args: ["--skip-systemctl-redirect", version, "main", "start"],
-      stdout: "inherit",
-      stderr: "inherit",
-    });
-    await start.output();
-  }
-  for (let i = 0; i < 30; i++) {
-    if (await probe(url) === null) return;
-    await new Promise((resolve) => setTimeout(resolve, 500));
-  }
+  const problem = await probe(url);
+  if (problem === null) return;
   throw new Error(
-    `Cannot reach Postgres at ${redact(url)} even after starting the Debian cluster ` +
-      `(${first}): check "pg_lsclusters" and the server log`,
+    `Cannot reach Postgres at ${redact(url)} (${problem}): run the tests with "deno task test", ` +
+      `which starts an embedded server when none answers, or set TEST_DATABASE_URL`,
   );
 }
 
-async function listClusters(): Promise<string[] | null> {
-  try {
-    const versions = [...Deno.readDirSync("/etc/postgresql")].map((entry) => entry.name).sort();
-    await new Deno.Command("pg_ctlcluster", { args: ["--help"], stdout: "null", stderr: "null" })
-      .output();
-    return versions;
-  } catch {
-    return null;
-  }
+/** The harness's own embedded server, for a run with no Postgres to use. */
+export interface HarnessServer {
+  /** Admin URL (database `postgres`) with the generated password. */
+  url: string;
+  stop(): Promise<void>;
 }
 
-function redact(url: string): string {
+/**
+ * Starts the embedded PostgreSQL server (the one Portal's default runs) in a temporary data
+ * dir, for one test run.
+ */
+export async function startHarnessServer(): Promise<HarnessServer> {
+  const dataDir = await Deno.makeTempDir({ prefix: "portal-test-pg-" });
+  // Searchable by the "postgres" account the server runs as when the tests run as root.
+  await Deno.chmod(dataDir, 0o755);
+  let db: EmbeddedDatabase;
+  try {
+    // Test files create many pools at once: more than the default 100 connections.
+    db = await openEmbeddedDatabase(dataDir, { max: 1, maxConnections: 400 });
+  } catch (error) {
+    await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+    throw error;
+  }
+  const url = new URL(db.url);
+  url.pathname = "/postgres";
+  return {
+    url: url.toString(),
+    async stop() {
+      await db.close();
+      await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+    },
+  };
+}
+
+export function redact(url: string): string {
   return url.replace(/\/\/([^:/@]+):[^@/]*@/, "//$1:***@");
 }
 
