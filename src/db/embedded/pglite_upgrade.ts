@@ -91,6 +91,22 @@ export async function upgradePgliteDataDir(
 
   const keptAt = await freeName(join(dataDir, "pg-pglite"));
   await Deno.rename(pgDir, keptAt);
+  try {
+    return await copyIntoNewServer(dataDir, keptAt, tables, options);
+  } catch (error) {
+    // Put things back as they were: the new server's folder aside, the PGlite one in place.
+    await Deno.rename(pgDir, await freeName(join(dataDir, "pg-failed-upgrade"))).catch(() => {});
+    await Deno.rename(keptAt, pgDir);
+    throw error;
+  }
+}
+
+async function copyIntoNewServer(
+  dataDir: string,
+  keptAt: string,
+  tables: { name: string; columns: string[]; rows: string[] }[],
+  options: { onTable?: (name: string, rows: number) => void },
+): Promise<UpgradeResult> {
   const db = await openEmbeddedDatabase(dataDir, { max: 2 });
   try {
     await migrate(db);
@@ -101,9 +117,9 @@ export async function upgradePgliteDataDir(
       for (const table of tables) {
         const count = await copyTable(tx, table);
         result.tables.push({ name: table.name, rows: count });
-        options.onTable?.(table.name, count);
       }
     });
+    for (const table of result.tables) options.onTable?.(table.name, table.rows);
     return result;
   } finally {
     await db.close();
@@ -126,7 +142,9 @@ async function copyTable(
     const batch = `[${table.rows.slice(i, i + BATCH_ROWS).join(",")}]`;
     await tx`
       INSERT INTO ${tx(table.name)} (${tx(columns)}) OVERRIDING SYSTEM VALUE
-      SELECT ${tx(columns)} FROM json_populate_recordset(NULL::${tx(table.name)}, ${batch}::json)`;
+      SELECT ${tx(columns)} FROM json_populate_recordset(NULL::${
+      tx(table.name)
+    }, ${batch}::text::json)`;
   }
   for (const column of present.filter((c) => c.identity === "YES")) {
     await tx`
