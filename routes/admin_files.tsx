@@ -93,7 +93,14 @@ export function adminFileRoutes(deps: AppDeps): Hono<AppEnv> {
                     <td>
                       <Time at={file.expiresAt} />
                     </td>
-                    <td class="error-text">{file.errorMessage}</td>
+                    <td class="error-text">
+                      {file.errorMessage}
+                      {typeof file.metadata.request_id === "string" && (
+                        <div class="muted">
+                          request id <code>{file.metadata.request_id}</code>
+                        </div>
+                      )}
+                    </td>
                   </tr>
                 ))}
               </tbody>

@@ -112,6 +112,7 @@ export function uploadRoutes(deps: AppDeps): Hono<AppEnv> {
         contentLength: contentLength(c.req.header("content-length")),
         uploader: c.get("user")!,
         maxFiles: config.maxFilesPerRequest,
+        requestId: c.get("requestId"),
         // The form's first field, read before any file part: a forged post stores nothing.
         beforeFirstFile: (fields) => checkCsrf(c, fields.csrf_token),
       });
@@ -126,7 +127,7 @@ export function uploadRoutes(deps: AppDeps): Hono<AppEnv> {
       // Cut short after some files were stored: show them, with why the rest was refused.
       if (json) {
         const body = {
-          error: { code: error.code, message: error.message },
+          error: { code: error.code, message: error.message, request_id: c.get("requestId") },
           ...resultJson(error.partial),
         };
         // deno-lint-ignore no-explicit-any -- Hono types status as a literal union

@@ -406,6 +406,7 @@ Deno.test("GET /admin/files lists every user's files with owner, status and down
       status: "failed",
       errorMessage: 'Cannot store "tool.exe": type not allowed',
       expiresAt: null,
+      metadata: { error_code: "type_not_allowed", request_id: "req-tool-1" },
     });
     const { browser } = await signInAdmin(fx);
     const body = await html(await browser.get("/admin/files"), 200);
@@ -419,6 +420,7 @@ Deno.test("GET /admin/files lists every user's files with owner, status and down
     assert.match(body, /tool\.exe/);
     assert.doesNotMatch(body, new RegExp(`/files/${failed}/download`), "no bytes, no link");
     assert.match(body, /type not allowed/);
+    assert.match(body, /request id <code>req-tool-1<\/code>/, "the id to look up in the log");
     const onlyFailed = await html(await browser.get("/admin/files?status=failed"), 200);
     assert.match(onlyFailed, /tool\.exe/);
     assert.doesNotMatch(onlyFailed, /report/);

@@ -133,7 +133,11 @@ Deno.test("GET /files/:id/download streams local files with Range, ETag and safe
       });
       assert.equal(other.status, 404);
       assert.deepEqual(await other.json(), {
-        error: { code: "not_found", message: `Cannot find file "${file.id}"` },
+        error: {
+          code: "not_found",
+          message: `Cannot find file "${file.id}"`,
+          request_id: other.headers.get("x-request-id"),
+        },
       });
       const admin = await app.request(path, { headers: root.auth });
       assert.equal(admin.status, 200);
@@ -171,6 +175,7 @@ Deno.test("GET /files/:id/download streams local files with Range, ETag and safe
         error: {
           code: "link_invalid",
           message: "Cannot download: the link's signature is invalid",
+          request_id: refused.headers.get("x-request-id"),
         },
       });
       const longer = `${url.pathname}?expires=${
@@ -230,6 +235,7 @@ Deno.test("GET /files/:id/download streams local files with Range, ETag and safe
             message: `Cannot download: the link expired at ${
               new Date(issuedAt + LINK_SECONDS * 1000).toISOString()
             }; ask for a new one`,
+            request_id: late.headers.get("x-request-id"),
           },
         });
       },
@@ -265,7 +271,11 @@ Deno.test("GET /files/:id/download streams local files with Range, ETag and safe
       const deleted = await get({ accept: "application/json" }, `/files/${gone.id}/download`);
       assert.equal(deleted.status, 410);
       assert.deepEqual(await deleted.json(), {
-        error: { code: "gone", message: 'Cannot download "gone.txt": the file was deleted' },
+        error: {
+          code: "gone",
+          message: 'Cannot download "gone.txt": the file was deleted',
+          request_id: deleted.headers.get("x-request-id"),
+        },
       });
       const refused = await app.request("/api/v1/files?filename=x.bin", {
         method: "POST",

@@ -23,7 +23,7 @@ const JSON_TYPE = /^application\/json/;
 const HTML_TYPE = /^text\/html/;
 const PASSWORD = "correct horse battery";
 
-type ErrorBody = { error: { code: string; message: string } };
+type ErrorBody = { error: { code: string; message: string; request_id?: string } };
 
 /** The fixture, deps and app with a capturing logger, and one user with a token. */
 interface Hostile {
@@ -330,6 +330,7 @@ Deno.test("POST /api/v1/files keeps control characters out of the recorded filen
     assert.deepEqual((await unknownBatch.json() as ErrorBody).error, {
       code: "batch_not_found",
       message: 'Cannot attach upload to batch "a\u0000b": no such batch',
+      request_id: unknownBatch.headers.get("x-request-id"),
     });
   });
 });
@@ -431,7 +432,9 @@ Deno.test("handleError() answers a value Postgres refuses with 400 and logs only
     const app = new Hono<AppEnv>();
     app.onError(handleError);
     app.use("*", async (c, next) => {
-      c.set("logger", logger);
+      const requestId = c.req.header("x-request-id") ?? crypto.randomUUID();
+      c.set("requestId", requestId);
+      c.set("logger", logger.child({ request_id: requestId }));
       await next();
     });
     const secretish = "do-not-log-me";
@@ -471,12 +474,21 @@ Deno.test("handleError() answers a value Postgres refuses with 400 and logs only
     assert.match(html.headers.get("content-type") ?? "", HTML_TYPE);
     assert.match(await html.text(), /Cannot process the request: a value is malformed/);
     // Other database errors are Portal's fault: still a 500 without details.
+    // The answer names the request id to look up in the log, in JSON and on the page.
     await assertJsonError(
-      await app.request("/other", { headers: { accept: "application/json" } }),
+      await app.request("/other", {
+        headers: { accept: "application/json", "x-request-id": "boom-7" },
+      }),
       500,
       "internal",
-      /^Internal error/,
+      /^Internal error: look up request id boom-7 in the server log$/,
     );
+    assert.equal(JSON.parse(lines.at(-1)!).request_id, "boom-7", "the log line to look up");
+    const page = await app.request("/other", {
+      headers: { accept: "text/html", "x-request-id": "boom-8" },
+    });
+    assert.equal(page.status, 500);
+    assert.match(await page.text(), /Request id: <code>boom-8<\/code>/);
     assert.doesNotMatch(lines.join("\n"), new RegExp(secretish), "no value reaches the log");
     assert.doesNotMatch(lines.join("\n"), /SELECT/, "no query reaches the log");
   });

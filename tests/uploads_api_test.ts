@@ -22,9 +22,20 @@ const MIB = 1024 * 1024;
 
 type Json = Record<string, unknown> & { error?: { code: string; message: string } };
 
+/**
+ * The JSON body of `response`. An error answer must carry the request id of its X-Request-Id
+ * header (what a person quotes to whoever reads the log); it is checked and left out here, so
+ * the callers compare code and message.
+ */
 async function json(response: Response): Promise<Json> {
   assert.match(response.headers.get("content-type") ?? "", JSON_TYPE);
-  return await response.json() as Json;
+  const body = await response.json() as Json;
+  if (body.error && typeof body.error === "object") {
+    const { request_id, ...error } = body.error as Json;
+    assert.equal(request_id, response.headers.get("x-request-id"), "the error names the request");
+    body.error = error as { code: string; message: string };
+  }
+  return body;
 }
 
 Deno.test("POST /api/v1/files stores a raw body and answers 201 with the file", async () => {
@@ -583,16 +594,20 @@ Deno.test("POST /api/v1/files answers 503 when the S3 endpoint is down, storing 
     const app = createApp({ ...fx.deps, storage: down });
     const response = await app.request("/api/v1/files?filename=a.pdf", {
       method: "POST",
-      headers: ada.auth,
+      headers: { ...ada.auth, "x-request-id": "s3down-1" },
       body: pdfBytes(20_000),
     });
     assert.equal(response.status, 503);
     const body = await json(response);
     assert.deepEqual(body.error, {
       code: "storage_unavailable",
-      message: 'Cannot store upload "a.pdf": the storage is unavailable; try again later',
+      message: 'Cannot store upload "a.pdf": the storage is unavailable; try again later ' +
+        "(request id s3down-1 in the server log)",
     });
     assert.equal((body.file as Json).status, "failed");
+    const [row] = await fx.db.sql<{ metadata: Record<string, unknown> }[]>`
+      SELECT metadata FROM upload_file`;
+    assert.deepEqual(row?.metadata, { error_code: "storage_unavailable", request_id: "s3down-1" });
     assert.deepEqual(await bucketKeys(fx.s3!), []);
     assert.deepEqual(await fx.s3!.pendingUploads(), []);
     assert.deepEqual(await outboxEvents(fx.db), []);

@@ -38,11 +38,12 @@ export function errorResponse(
   headers: Record<string, string> = {},
 ): Response {
   for (const [name, value] of Object.entries(headers)) c.header(name, value);
+  const requestId = c.get("requestId");
   if (wantsJson(c)) {
     // deno-lint-ignore no-explicit-any -- Hono types status as a literal union
-    return c.json({ error: { code, message } }, status as any);
+    return c.json({ error: { code, message, request_id: requestId } }, status as any);
   }
-  return renderPage(c, ErrorPage({ status, message }), { status, title: "Error" });
+  return renderPage(c, ErrorPage({ status, message, requestId }), { status, title: "Error" });
 }
 
 /** `app.onError`: maps every error to an answer. */
@@ -75,7 +76,13 @@ export function handleError(error: Error, c: Context<AppEnv>): Response {
   }
   const logger = c.get("logger");
   logger?.error("request failed", { error, path: c.req.path });
-  return errorResponse(c, 500, "internal", "Internal error; see the server log for the request id");
+  const id = c.get("requestId");
+  return errorResponse(
+    c,
+    500,
+    "internal",
+    id ? `Internal error: look up request id ${id} in the server log` : "Internal error",
+  );
 }
 
 /** `app.notFound`. */

@@ -67,6 +67,7 @@ export function uploadApiRoutes(deps: AppDeps): Hono<AppEnv> {
         uploader: c.get("user")!,
         batchId,
         declaredSize: contentLength(c),
+        requestId: c.get("requestId"),
       });
       c.header("Location", `/api/v1/files/${file.id}`);
       return c.json(fileJson(file, url), 201);
@@ -193,13 +194,14 @@ async function multipartUpload(deps: AppDeps, c: Context<AppEnv>): Promise<Respo
       uploader: c.get("user")!,
       maxFiles: deps.config.maxFilesPerRequest,
       idempotencyKey: c.req.header("x-idempotency-key") ?? null,
+      requestId: c.get("requestId"),
     });
   } catch (error) {
     if (!(error instanceof MultipartUploadError)) throw error;
     c.header("Connection", "close");
     return c.json(
       {
-        error: { code: error.code, message: error.message },
+        error: { code: error.code, message: error.message, request_id: c.get("requestId") },
         ...(error.partial === null ? {} : resultJson(error.partial)),
       },
       // deno-lint-ignore no-explicit-any -- Hono types status as a literal union
@@ -213,8 +215,11 @@ async function multipartUpload(deps: AppDeps, c: Context<AppEnv>): Promise<Respo
   if (anyStored || firstError === null) return c.json(body, 201);
   // Nothing stored: answer with the first refusal's status, as a single-file upload would.
   c.header("Connection", "close");
-  // deno-lint-ignore no-explicit-any -- Hono types status as a literal union
-  return c.json({ error: firstError, ...body }, UPLOAD_ERROR_STATUS[firstError.code] as any);
+  return c.json(
+    { error: { ...firstError, request_id: c.get("requestId") }, ...body },
+    // deno-lint-ignore no-explicit-any -- Hono types status as a literal union
+    UPLOAD_ERROR_STATUS[firstError.code] as any,
+  );
 }
 
 function resultJson(result: MultipartUploadResult): Record<string, unknown> {
@@ -233,7 +238,7 @@ function uploadErrorResponse(c: Context<AppEnv>, error: UploadError): Response {
   c.header("Connection", "close");
   return c.json(
     {
-      error: { code: error.code, message: error.message },
+      error: { code: error.code, message: error.message, request_id: c.get("requestId") },
       ...(error.file === null ? {} : { file: fileJson(error.file, null) }),
     },
     // deno-lint-ignore no-explicit-any -- Hono types status as a literal union

@@ -31,6 +31,8 @@ export interface MultipartUploadInput {
   /** Reuse (or create) the user's batch with this key; default: the form's `idempotency_key` field when it precedes the files. */
   idempotencyKey?: string | null;
   signal?: AbortSignal;
+  /** The request's id, kept on failed rows. */
+  requestId?: string;
   /**
    * Called once with the text fields read so far, right before the first file is stored, or
    * at the end when the form has no file. Throw (e.g. a failed CSRF check on the form's
@@ -211,6 +213,7 @@ async function storePart(
       uploader: input.uploader,
       batchId,
       signal: input.signal,
+      requestId: input.requestId,
     });
     return { outcome: { file, url, error: null } };
   } catch (error) {

@@ -30,6 +30,8 @@ export interface UploadFileInput {
   declaredSize?: number | null;
   /** Aborts the storage write (the client went away). */
   signal?: AbortSignal;
+  /** The request's id: kept on a failed row and quoted where the message says to look it up. */
+  requestId?: string;
 }
 
 /** A stored file and its download link. */
@@ -81,7 +83,10 @@ export async function uploadFile(deps: UploadDeps, input: UploadFileInput): Prom
       storageKey: null,
       status: "failed",
       errorMessage: error.message,
-      metadata: { error_code: error.code },
+      metadata: {
+        error_code: error.code,
+        ...(input.requestId ? { request_id: input.requestId } : {}),
+      },
     });
     throw new UploadError(error.code, error.message, file, { cause });
   };
@@ -125,7 +130,9 @@ export async function uploadFile(deps: UploadDeps, input: UploadFileInput): Prom
         kind: error.kind,
         error,
       });
-      const message = `Cannot store upload "${shown}": the storage is unavailable; try again later`;
+      const message = `Cannot store upload "${shown}": the storage is unavailable; try again later${
+        input.requestId ? ` (request id ${input.requestId} in the server log)` : ""
+      }`;
       return await fail("storage_unavailable", { code: "storage_unavailable", message }, state);
     }
     recordUpload(deps.metrics, "error", state.bytes);
