@@ -25,6 +25,7 @@ import {
   type WithDatabase,
 } from "./src/cli/account_commands.ts";
 import { DataDirError } from "./src/db/embedded/legacy_data_dir.ts";
+import { NoEmbeddedPostgresError } from "./src/db/embedded/postgres_binaries.ts";
 import { embeddedUpgrade } from "./src/cli/embedded_commands.ts";
 import { VERSION } from "./src/version.ts";
 import {
@@ -256,7 +257,7 @@ async function main(argv: string[]): Promise<number> {
         throw new UsageError(`unknown command "${argv.join(" ")}"`);
     }
   } catch (error) {
-    if (error instanceof DataDirError) {
+    if (error instanceof DataDirError || error instanceof NoEmbeddedPostgresError) {
       console.error(`portal: ${error.message}`);
       return 2;
     }

@@ -5,7 +5,7 @@
  */
 
 /** The benchmarks, in the order they run. */
-const BENCHMARKS = ["upload", "delivery"];
+const BENCHMARKS = ["upload", "delivery", "first_start"];
 
 async function exists(path: string): Promise<boolean> {
   try {

@@ -6,10 +6,11 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join, relative } from "node:path";
-import { PGlite } from "@electric-sql/pglite";
+import { PGlite } from "npm:@electric-sql/pglite@0.5.14";
 import { MIGRATIONS } from "../src/db/migrations.ts";
 import { checksum } from "../src/db/migrate.ts";
 import { hashPassword } from "../src/auth/passwords.ts";
+import { folderClosedTo } from "../src/db/embedded/cluster.ts";
 import { runCli } from "./helpers/cli.ts";
 import { login } from "./helpers/app.ts";
 import {
@@ -136,5 +137,32 @@ Deno.test("a PGlite-era data dir is refused untouched, and portal embedded upgra
   } finally {
     await stopEmbeddedServer(dataDir);
     await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("as root, a data dir the postgres account cannot reach is refused with exit 2 naming the folder", async () => {
+  const closed = await Deno.makeTempDir({ prefix: "portal-closed-" }); // mode 0700
+  try {
+    const dataDir = join(closed, "inner", "data");
+    const stranger = { name: "stranger", uid: 54321, gid: 54321 };
+    assert.equal(await folderClosedTo(dataDir, stranger), closed);
+    await Deno.chmod(closed, 0o701);
+    assert.equal(await folderClosedTo(dataDir, stranger), null);
+    await Deno.chmod(closed, 0o700);
+
+    if (Deno.uid() !== 0) {
+      console.log("  (CLI part runs only as root: the server account is postgres only then)");
+      return;
+    }
+    const { code, stderr } = await runCli(["migrate"], { env: { PORTAL_DATA_DIR: dataDir } });
+    assert.equal(code, 2, stderr);
+    assert.match(stderr, /runs as the "postgres" account, which cannot enter "[^"]+portal-closed-/);
+    assert.match(stderr, /set PORTAL_DATA_DIR|DATABASE_URL/);
+    // Refused before anything was made in the data dir.
+    const made: string[] = [];
+    for await (const entry of Deno.readDir(dataDir)) made.push(entry.name);
+    assert.deepEqual(made, []);
+  } finally {
+    await Deno.remove(closed, { recursive: true });
   }
 });

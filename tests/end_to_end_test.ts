@@ -6,7 +6,7 @@
  * Portal signs) and on S3 (a presigned URL to s3rver).
  */
 import assert from "node:assert/strict";
-import { Webhook } from "standardwebhooks";
+import { Webhook } from "npm:standardwebhooks@1.1.1";
 import { createApp } from "../src/http/app.ts";
 import { startServer } from "../src/http/server.ts";
 import { startDeliveryLoop } from "../src/webhooks/delivery_worker.ts";

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import type { Browser, Page } from "playwright-core";
+import type { Browser, Page } from "npm:playwright-core@1.65.1";
 import { renderToString } from "preact-render-to-string";
 import { h } from "preact";
 import { createUser } from "../src/auth/account_service.ts";

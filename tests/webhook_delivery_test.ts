@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
-import { Webhook } from "standardwebhooks";
+import { Webhook } from "npm:standardwebhooks@1.1.1";
 import { createMigratedDatabase } from "./helpers/db.ts";
 import { startReceiver } from "./helpers/receiver.ts";
 import {

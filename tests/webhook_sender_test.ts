@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import net from "node:net";
-import { Webhook } from "standardwebhooks";
+import { Webhook } from "npm:standardwebhooks@1.1.1";
 import { parseRetryAfter, type SendTarget, sendWebhook } from "../src/webhooks/http_sender.ts";
 import { buildWebhookRequest, generateSecret } from "../src/webhooks/signer.ts";
 

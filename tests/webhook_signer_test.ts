@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { Webhook } from "standardwebhooks";
+import { Webhook } from "npm:standardwebhooks@1.1.1";
 import {
   buildWebhookRequest,
   generateSecret,

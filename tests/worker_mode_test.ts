@@ -5,7 +5,7 @@
  * PORTAL_JOBS=off delivers nothing, and a worker on the same database picks the event up.
  */
 import assert from "node:assert/strict";
-import { Webhook } from "standardwebhooks";
+import { Webhook } from "npm:standardwebhooks@1.1.1";
 import type { Database } from "../src/db/db.ts";
 import { emitEvent } from "../src/outbox/emit.ts";
 import { addEndpoint } from "../src/webhooks/endpoint_service.ts";

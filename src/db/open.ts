@@ -2,8 +2,13 @@
 import type { Config } from "../config/config.ts";
 import { createServerDatabase, type Database } from "./db.ts";
 import { type EmbeddedOptions, openEmbeddedDatabase } from "./embedded/embedded_database.ts";
+import { embeddedUnavailable, NoEmbeddedPostgresError } from "./embedded/postgres_binaries.ts";
 
-/** Opens the database named by `config` (embedded when DATABASE_URL is unset). */
+/**
+ * Opens the database named by `config` (embedded when DATABASE_URL is unset). Throws
+ * `NoEmbeddedPostgresError` before touching the data dir when this program cannot run the
+ * embedded server (the compiled binary, an unsupported platform).
+ */
 export async function openDatabase(
   config: Readonly<Config>,
   options: EmbeddedOptions = {},
@@ -11,5 +16,7 @@ export async function openDatabase(
   if (config.databaseUrl !== null) {
     return createServerDatabase(config.databaseUrl, { max: config.dbPoolSize });
   }
+  const unavailable = embeddedUnavailable();
+  if (unavailable !== null) throw new NoEmbeddedPostgresError(unavailable);
   return await openEmbeddedDatabase(config.dataDir, { max: config.dbPoolSize, ...options });
 }

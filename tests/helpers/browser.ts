@@ -3,7 +3,7 @@
  * downloaded browser, no network beyond loopback), and the steps every page test repeats.
  */
 import assert from "node:assert/strict";
-import { type Browser, chromium, type Page } from "playwright-core";
+import { type Browser, chromium, type Page } from "npm:playwright-core@1.65.1";
 import { CHROMIUM_ARGS, CHROMIUM_PATH, ensureChromium } from "./chromium.ts";
 
 /**

@@ -7,7 +7,7 @@
  * layout (`<dir>/<bucket>/._S3rver_uploads/<uploadId>/`), so the adapters speak plain S3
  * and the tests can check that no multipart upload is left behind.
  */
-import S3rver from "s3rver";
+import S3rver from "npm:s3rver@3.7.1";
 import { join } from "node:path";
 import { S3Client } from "@aws-sdk/client-s3";
 

@@ -8,7 +8,7 @@
  * `PORTAL_DATA_DIR/pg-password` (mode 0600). Callers serialize these steps with the data
  * dir's start lock (embedded_database.ts).
  */
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
 import type { PostgresBinaries } from "./postgres_binaries.ts";
 
@@ -91,6 +91,31 @@ export async function serverAccount(): Promise<ServerAccount | null> {
     );
   }
   return account;
+}
+
+/**
+ * The first folder on the way to `dir` (itself included) that `account` cannot enter, or null.
+ * As root, Portal runs the server as `postgres`, which must traverse every parent of the data
+ * dir: `/root` (mode 0700) is the usual one that stops it.
+ */
+export async function folderClosedTo(
+  dir: string,
+  account: ServerAccount,
+): Promise<string | null> {
+  const parts = resolve(dir).split("/").filter((part) => part !== "");
+  for (let i = 0; i <= parts.length; i++) {
+    const folder = `/${parts.slice(0, i).join("/")}`;
+    let info: Deno.FileInfo;
+    try {
+      info = await Deno.stat(folder);
+    } catch {
+      return null; // not made yet: mkdir makes it searchable (mode 0755 under the umask)
+    }
+    const mode = info.mode ?? 0o755;
+    const bit = info.uid === account.uid ? 0o100 : info.gid === account.gid ? 0o010 : 0o001;
+    if ((mode & bit) === 0) return folder;
+  }
+  return null;
 }
 
 async function lookupAccount(name: string): Promise<ServerAccount | null> {
@@ -281,18 +306,24 @@ async function run(
   account: ServerAccount | null,
   action: string,
 ): Promise<void> {
-  const output = await new Deno.Command(program, {
-    args,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    // English messages whatever the host's locale; no PG* variable of the caller applies.
-    env: { LC_ALL: "C", LANG: "C", PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" },
-    clearEnv: true,
-    ...(account ? { uid: account.uid, gid: account.gid } : {}),
-  }).output().catch((error: Error) => {
-    throw new ClusterError(`Cannot ${action}: cannot run "${program}": ${error.message}`);
-  });
+  let output: Deno.CommandOutput;
+  try {
+    // Deno throws a spawn failure synchronously, before `output()` gives its promise.
+    output = await new Deno.Command(program, {
+      args,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      // English messages whatever the host's locale; no PG* variable of the caller applies.
+      env: { LC_ALL: "C", LANG: "C", PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" },
+      clearEnv: true,
+      ...(account ? { uid: account.uid, gid: account.gid } : {}),
+    }).output();
+  } catch (error) {
+    throw new ClusterError(
+      `Cannot ${action}: cannot run "${program}": ${(error as Error).message}`,
+    );
+  }
   if (!output.success) {
     const text = new TextDecoder().decode(output.stderr).trim() ||
       new TextDecoder().decode(output.stdout).trim();

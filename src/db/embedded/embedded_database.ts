@@ -23,6 +23,7 @@ import { materializeBinaries, type PostgresBinaries } from "./postgres_binaries.
 import {
   clusterExists,
   clusterPaths,
+  folderClosedTo,
   initCluster,
   readPassword,
   type RunningServer,
@@ -31,7 +32,7 @@ import {
   startCluster,
   stopCluster,
 } from "./cluster.ts";
-import { checkDataDir } from "./legacy_data_dir.ts";
+import { checkDataDir, DataDirError } from "./legacy_data_dir.ts";
 
 /** Options for `openEmbeddedDatabase`. */
 export interface EmbeddedOptions {
@@ -70,6 +71,13 @@ export async function openEmbeddedDatabase(
   const paths = clusterPaths(dataDir);
   const onEvent = options.onEvent ?? (() => {});
   const account = await serverAccount();
+  const shut = account ? await folderClosedTo(dataDir, account) : null;
+  if (account && shut !== null) {
+    throw new DataDirError(
+      `Cannot start the embedded database: Portal runs as root, so its PostgreSQL server runs as the "${account.name}" account, which cannot enter "${shut}". ` +
+        `Run Portal as a normal user, or set PORTAL_DATA_DIR to a folder that account can reach (e.g. /var/lib/portal), or allow it through (chmod o+x "${shut}"), or set DATABASE_URL`,
+    );
+  }
   let binaries: PostgresBinaries | null = null;
   const ensureBinaries = async () => binaries ??= await materializeBinaries(dataDir);
 

@@ -56,7 +56,7 @@ export async function upgradePgliteDataDir(
   try {
     await copyDir(pgDir, readCopy);
     // A computed specifier keeps PGlite out of the module graph of every other command.
-    const specifier = "@electric-sql/pglite";
+    const specifier = "npm:@electric-sql/pglite@0.5.14";
     const { PGlite } = await import(specifier) as {
       PGlite: { create(dir: string): Promise<PgliteLike> };
     };

