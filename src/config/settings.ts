@@ -50,7 +50,7 @@ export const SETTINGS: readonly SettingDoc[] = [
     name: "DATABASE_URL",
     default: "(unset: embedded database)",
     description:
-      "Postgres connection URL. Unset runs the embedded database in `PORTAL_DATA_DIR/pg` (one process only)",
+      "Postgres connection URL. Unset runs the embedded PostgreSQL server in `PORTAL_DATA_DIR/pg`, shared by every Portal process on that data dir",
   },
   {
     name: "PORTAL_DATA_DIR",
