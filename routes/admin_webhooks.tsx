@@ -6,6 +6,7 @@
 import { type Context, Hono } from "hono";
 import type { AppDeps, AppEnv } from "../src/http/context.ts";
 import { renderPage } from "../src/http/render.tsx";
+import type { Status } from "../src/http/errors.ts";
 import {
   addEndpoint,
   deleteEndpoint,
@@ -73,7 +74,7 @@ export function adminWebhookRoutes(deps: AppDeps): Hono<AppEnv> {
   async function page(
     c: Context<AppEnv>,
     props: Omit<WebhooksPageProps, "endpoints" | "csrf">,
-    status = 200,
+    status: Status = 200,
   ): Promise<Response> {
     const endpoints = await listEndpoints(deps);
     return renderPage(c, <WebhooksPage {...props} endpoints={endpoints} csrf={csrfToken(c)} />, {

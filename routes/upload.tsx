@@ -5,12 +5,11 @@
  */
 import { Hono } from "hono";
 import type { AppDeps, AppEnv } from "../src/http/context.ts";
-import { HttpError, wantsJson } from "../src/http/errors.ts";
+import { HttpError, UPLOAD_ERROR_STATUS, wantsJson } from "../src/http/errors.ts";
 import { Island } from "../src/http/island.tsx";
 import { checkCsrf, requireUser } from "../src/http/middleware.ts";
 import { renderPage } from "../src/http/render.tsx";
-import { UPLOAD_ERROR_STATUS } from "../src/http/upload_api_routes.ts";
-import { batchJson, fileJson } from "../src/uploads/file_json.ts";
+import { uploadAnswer, uploadRefusalAnswer } from "../src/http/upload_answer.ts";
 import {
   MultipartUploadError,
   type MultipartUploadResult,
@@ -67,17 +66,6 @@ export function UploadResults({ result, refusal }: UploadResultsProps) {
   );
 }
 
-/** The JSON answer: the same shape as the API's multipart upload. */
-function resultJson(result: MultipartUploadResult): Record<string, unknown> {
-  return {
-    batch: batchJson(result.batch),
-    files: result.files.map((outcome) => ({
-      ...fileJson(outcome.file, outcome.url),
-      error: outcome.error,
-    })),
-  };
-}
-
 /** Routes of the upload page. */
 export function uploadRoutes(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
@@ -125,27 +113,17 @@ export function uploadRoutes(deps: AppDeps): Hono<AppEnv> {
       const status = UPLOAD_ERROR_STATUS[error.code];
       if (error.partial === null) throw new HttpError(status, error.code, error.message);
       // Cut short after some files were stored: show them, with why the rest was refused.
-      if (json) {
-        const body = {
-          error: { code: error.code, message: error.message, request_id: c.get("requestId") },
-          ...resultJson(error.partial),
-        };
-        // deno-lint-ignore no-explicit-any -- Hono types status as a literal union
-        return c.json(body, status as any);
-      }
+      if (json) return uploadRefusalAnswer(c, error);
       return renderPage(c, <UploadResults result={error.partial} refusal={error.message} />, {
         status,
         title: "Upload results",
       });
     }
+    if (json) return uploadAnswer(c, result);
     // Nothing stored: the status of the first refusal, as the API answers a single file.
     const firstError = result.files.find((outcome) => outcome.error !== null)?.error ?? null;
     const anyStored = result.files.some((outcome) => outcome.error === null);
     const status = anyStored || firstError === null ? 200 : UPLOAD_ERROR_STATUS[firstError.code];
-    if (json) {
-      // deno-lint-ignore no-explicit-any -- Hono types status as a literal union
-      return c.json(resultJson(result), (status === 200 ? 201 : status) as any);
-    }
     return renderPage(c, <UploadResults result={result} />, { status, title: "Upload results" });
   });
 

@@ -6,14 +6,34 @@
  */
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import type { UploadErrorCode } from "../uploads/upload_errors.ts";
 import type { AppEnv } from "./context.ts";
 import { renderPage } from "./render.tsx";
 import { ErrorPage } from "../../routes/_error.tsx";
 
+/** A status an answer with a body may carry (Hono's type: 204 and 304 have none). */
+export type Status = ContentfulStatusCode;
+
+/** The HTTP status of each upload refusal: the one domain-error table. */
+export const UPLOAD_ERROR_STATUS: Readonly<Record<UploadErrorCode, Status>> = {
+  too_large: 413,
+  type_not_allowed: 415,
+  empty: 400,
+  storage_unavailable: 503,
+  aborted: 400,
+  malformed: 400,
+  too_many_files: 400,
+  no_files: 400,
+  batch_not_found: 404,
+  batch_not_open: 409,
+  batch_uploading: 409,
+};
+
 /** An error with an HTTP status, a stable code and a message safe to show. */
 export class HttpError extends Error {
   constructor(
-    readonly status: number,
+    readonly status: Status,
     readonly code: string,
     message: string,
     readonly headers: Record<string, string> = {},
@@ -32,7 +52,7 @@ export function wantsJson(c: Context): boolean {
 /** Builds the error response for `status`, `code`, `message`. */
 export function errorResponse(
   c: Context<AppEnv>,
-  status: number,
+  status: Status,
   code: string,
   message: string,
   headers: Record<string, string> = {},
@@ -40,8 +60,7 @@ export function errorResponse(
   for (const [name, value] of Object.entries(headers)) c.header(name, value);
   const requestId = c.get("requestId");
   if (wantsJson(c)) {
-    // deno-lint-ignore no-explicit-any -- Hono types status as a literal union
-    return c.json({ error: { code, message, request_id: requestId } }, status as any);
+    return c.json({ error: { code, message, request_id: requestId } }, status);
   }
   return renderPage(c, ErrorPage({ status, message, requestId }), { status, title: "Error" });
 }

@@ -4,10 +4,11 @@ import type { ComponentChildren } from "preact";
 import { renderToString } from "preact-render-to-string";
 import { Layout } from "../../routes/_layout.tsx";
 import type { AppEnv } from "./context.ts";
+import type { Status } from "./errors.ts";
 
 /** Options for `renderPage`. */
 export interface RenderOptions {
-  status?: number;
+  status?: Status;
   title?: string;
   /** Load the islands bundle (only pages with islands ship JavaScript). */
   islands?: boolean;
@@ -32,6 +33,5 @@ export function renderPage(
     </Layout>,
   );
   c.header("Cache-Control", "no-store");
-  // deno-lint-ignore no-explicit-any -- Hono types status as a literal union
-  return c.html(`<!doctype html>${html}`, (options.status ?? 200) as any);
+  return c.html(`<!doctype html>${html}`, options.status ?? 200);
 }

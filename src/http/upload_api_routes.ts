@@ -22,30 +22,12 @@ import {
   uploadMultipart,
 } from "../uploads/multipart_upload.ts";
 import { multipartBoundary } from "../uploads/multipart_stream.ts";
-import {
-  IllegalTransitionError,
-  UploadError,
-  type UploadErrorCode,
-} from "../uploads/upload_errors.ts";
+import { IllegalTransitionError, UploadError } from "../uploads/upload_errors.ts";
 import { uploadFile } from "../uploads/upload_service.ts";
 import type { AppDeps, AppEnv } from "./context.ts";
-import { HttpError } from "./errors.ts";
+import { HttpError, UPLOAD_ERROR_STATUS } from "./errors.ts";
 import { readJsonObject } from "./json_body.ts";
-
-/** The HTTP status of each upload refusal. */
-export const UPLOAD_ERROR_STATUS: Readonly<Record<UploadErrorCode, number>> = {
-  too_large: 413,
-  type_not_allowed: 415,
-  empty: 400,
-  storage_unavailable: 503,
-  aborted: 400,
-  malformed: 400,
-  too_many_files: 400,
-  no_files: 400,
-  batch_not_found: 404,
-  batch_not_open: 409,
-  batch_uploading: 409,
-};
+import { uploadAnswer, uploadRefusalAnswer } from "./upload_answer.ts";
 
 const DEFAULT_PAGE = 50;
 const MAX_PAGE = 100;
@@ -198,35 +180,9 @@ async function multipartUpload(deps: AppDeps, c: Context<AppEnv>): Promise<Respo
     });
   } catch (error) {
     if (!(error instanceof MultipartUploadError)) throw error;
-    c.header("Connection", "close");
-    return c.json(
-      {
-        error: { code: error.code, message: error.message, request_id: c.get("requestId") },
-        ...(error.partial === null ? {} : resultJson(error.partial)),
-      },
-      // deno-lint-ignore no-explicit-any -- Hono types status as a literal union
-      UPLOAD_ERROR_STATUS[error.code] as any,
-    );
+    return uploadRefusalAnswer(c, error);
   }
-  const body = resultJson(result);
-  const firstError = result.files.find((f) => f.error !== null)?.error ?? null;
-  const anyStored = result.files.some((f) => f.error === null);
-  if (result.replayed) return c.json(body, 200);
-  if (anyStored || firstError === null) return c.json(body, 201);
-  // Nothing stored: answer with the first refusal's status, as a single-file upload would.
-  c.header("Connection", "close");
-  return c.json(
-    { error: { ...firstError, request_id: c.get("requestId") }, ...body },
-    // deno-lint-ignore no-explicit-any -- Hono types status as a literal union
-    UPLOAD_ERROR_STATUS[firstError.code] as any,
-  );
-}
-
-function resultJson(result: MultipartUploadResult): Record<string, unknown> {
-  return {
-    batch: batchJson(result.batch),
-    files: result.files.map((o) => ({ ...fileJson(o.file, o.url), error: o.error })),
-  };
+  return uploadAnswer(c, result);
 }
 
 /**
@@ -241,8 +197,7 @@ function uploadErrorResponse(c: Context<AppEnv>, error: UploadError): Response {
       error: { code: error.code, message: error.message, request_id: c.get("requestId") },
       ...(error.file === null ? {} : { file: fileJson(error.file, null) }),
     },
-    // deno-lint-ignore no-explicit-any -- Hono types status as a literal union
-    UPLOAD_ERROR_STATUS[error.code] as any,
+    UPLOAD_ERROR_STATUS[error.code],
   );
 }
 
