@@ -2,8 +2,10 @@
  * End to end, every part real: an API client uploads a file over loopback HTTP, the delivery
  * loop the jobs run (woken by the upload's NOTIFY) sends `file.stored` to a receiver on loopback,
  * the receiver verifies it with the Standard Webhooks reference library, and fetches the
- * payload's `url` with no credentials at all: the same bytes come back, on local storage (a link
- * Portal signs) and on S3 (a presigned URL to s3rver).
+ * payload's `url` with no credentials at all: the same bytes come back, on local storage
+ * (streamed) and on S3 (a redirect to a fresh presigned URL on s3rver). The link is Portal's,
+ * signed until the file expires: fetched after the presign lifetime (AWS_QUERYSTRING_EXPIRE=1)
+ * it still works, and the outbox never holds a signature.
  */
 import assert from "node:assert/strict";
 import { Webhook } from "npm:standardwebhooks@1.1.1";
@@ -43,7 +45,11 @@ async function uploadToWebhookToDownload(t: Deno.TestContext, backend: "local" |
   const publicUrl = `http://127.0.0.1:${port}`;
   const fx = await createUploadFixture(`end_to_end_${backend}`, {
     backend,
-    env: { PORTAL_PUBLIC_URL: publicUrl, PORTAL_WEBHOOK_ALLOW_PRIVATE: "true" },
+    env: {
+      PORTAL_PUBLIC_URL: publicUrl,
+      PORTAL_WEBHOOK_ALLOW_PRIVATE: "true",
+      AWS_QUERYSTRING_EXPIRE: "1",
+    },
   });
   const receiver = startReceiver();
   const server = await startServer(createApp(fx.deps).fetch, { hostname: "127.0.0.1", port });
@@ -107,31 +113,53 @@ async function uploadToWebhookToDownload(t: Deno.TestContext, backend: "local" |
       assert.equal(receiver.requests.length, 1);
     });
 
-    await t.step("the payload's url downloads the same bytes with no credentials", async () => {
-      assert.ok(data !== null);
-      const { url, sha256 } = data as FileStoredData;
-      if (backend === "local") {
-        assert.ok(url.startsWith(`${publicUrl}/files/${fileId}/download?`), url);
-      } else {
-        assert.ok(url.startsWith(`${fx.s3!.endpointUrl}/${fx.s3!.bucket}/`), url);
-        assert.ok(new URL(url).searchParams.has("X-Amz-Signature"), "a presigned URL");
-      }
-      // No cookie, no bearer token: plain fetch, as a consumer's script would.
-      const response = await fetch(url, { redirect: "manual" });
-      assert.equal(response.status, 200);
-      assert.equal(await sha256Of(response), uploadedSha256);
-      assert.equal(sha256, uploadedSha256);
+    await t.step("the outbox holds the event without any link or signature", async () => {
+      const [row] = await fx.db.sql<{ payload: string }[]>`
+        SELECT payload::text AS payload FROM outbox_event WHERE aggregate_id = ${fileId}`;
+      assert.ok(row);
+      assert.doesNotMatch(row.payload, /X-Amz-Signature|sig=|"url"/);
+      const [attempts] = await fx.db.sql<{ n: number }[]>`
+        SELECT count(*)::int AS n FROM webhook_attempt
+         WHERE response_body LIKE '%X-Amz-Signature%' OR response_body LIKE '%sig=%'`;
+      assert.equal(attempts?.n, 0);
+    });
 
-      if (backend === "local") {
+    await t.step(
+      "the payload's url, past the presign lifetime, downloads the same bytes with no credentials",
+      async () => {
+        assert.ok(data !== null);
+        const { url, sha256 } = data as FileStoredData;
+        assert.ok(url.startsWith(`${publicUrl}/files/${fileId}/download?`), url);
+        // Signed until the file expires, not for AWS_QUERYSTRING_EXPIRE seconds.
+        const [file] = await fx.db.sql<{ expiresAt: Date }[]>`
+          SELECT expires_at AS "expiresAt" FROM upload_file WHERE id = ${fileId}`;
+        assert.equal(
+          new URL(url).searchParams.get("expires"),
+          String(Math.floor(file!.expiresAt.getTime() / 1000)),
+        );
+        await new Promise((resolve) => setTimeout(resolve, 2_100)); // past the 1 s presign life
+
+        // No cookie, no bearer token: plain fetch, as a consumer's script would.
+        let response = await fetch(url, { redirect: "manual" });
+        if (backend === "s3") {
+          assert.equal(response.status, 302);
+          const location = response.headers.get("location") ?? "";
+          assert.ok(location.startsWith(`${fx.s3!.endpointUrl}/${fx.s3!.bucket}/`), location);
+          assert.ok(new URL(location).searchParams.has("X-Amz-Signature"), "freshly presigned");
+          response = await fetch(location);
+        }
+        assert.equal(response.status, 200);
+        assert.equal(await sha256Of(response), uploadedSha256);
+        assert.equal(sha256, uploadedSha256);
+
         // Portal's signature is what grants access: tampered, the same link is refused.
         const tampered = new URL(url);
         tampered.searchParams.set("sig", "0".repeat(64));
         const refused = await fetch(tampered, { redirect: "manual" });
         await refused.body?.cancel();
         assert.equal(refused.status, 403);
-        // (s3rver does not check signatures, so the same check on S3 would prove nothing.)
-      }
-    });
+      },
+    );
   } finally {
     await loop.stop(1000);
     await server.shutdown(5000);
@@ -145,6 +173,6 @@ Deno.test("upload → file.stored webhook → download by its url, on local stor
   await uploadToWebhookToDownload(t, "local");
 });
 
-Deno.test("upload → file.stored webhook → download by its presigned url, on S3 (s3rver)", async (t) => {
+Deno.test("upload → file.stored webhook → download by its url, on S3 (s3rver)", async (t) => {
   await uploadToWebhookToDownload(t, "s3");
 });

@@ -5,6 +5,7 @@ import { findFile } from "../src/uploads/files_repo.ts";
 import { deleteExpiredFiles, notifyExpiringFiles } from "../src/uploads/upload_jobs.ts";
 import { newId } from "../src/db/ids.ts";
 import type { StorageAdapter } from "../src/storage/storage.ts";
+import { payloadToSend } from "../src/uploads/download_links.ts";
 import { captureLogger } from "./helpers/app.ts";
 import {
   createUploadFixture,
@@ -68,16 +69,25 @@ Deno.test("notifyExpiringFiles() emits file.expiring once per file inside the wi
         assert.deepEqual(events.map((e) => e.aggregateId).sort(), [soon.id, processed.id].sort());
         const event = events.find((e) => e.aggregateId === soon.id)!;
         assert.equal(event.idempotencyKey, `UploadFile:${soon.id}`);
-        const { url, ...rest } = event.payload as { url: string };
-        assert.deepEqual(rest, {
+        // No link stored: only when it ends (the file's expiry); it is signed when sent.
+        assert.deepEqual(event.payload, {
           file_id: soon.id,
           original_filename: "soon.pdf",
           content_type: "application/pdf",
           size_bytes: 500,
           sha256: soon.sha256,
+          link_expires: Math.floor(soon.expiresAt.getTime() / 1000),
           expires_at: soon.expiresAt.toISOString(),
         });
-        assert.match(url, new RegExp(`^http://portal\\.test/files/${soon.id}/download\\?`));
+        const sent = payloadToSend(fx.deps, event.payload) as { url: string };
+        assert.match(
+          sent.url,
+          new RegExp(
+            `^http://portal\\.test/files/${soon.id}/download\\?expires=${
+              Math.floor(soon.expiresAt.getTime() / 1000)
+            }&sig=[0-9a-f]{64}$`,
+          ),
+        );
         assert.ok(!events.some((e) => [later.id, past.id, failed.id].includes(e.aggregateId)));
       },
     );

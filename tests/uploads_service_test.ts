@@ -107,7 +107,7 @@ Deno.test("uploadFile() stores the bytes, a stored row and exactly one file.stor
       content_type: "image/png",
       size_bytes: 300_000,
       sha256: sha256Hex(bytes),
-      url,
+      link_expires: Math.floor(file.expiresAt!.getTime() / 1000),
     });
     const uploads = fx.deps.metrics.counter("portal_uploads_total", "");
     assert.equal(uploads.get({ outcome: "stored" }), 1);

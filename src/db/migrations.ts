@@ -3,6 +3,7 @@
  * Add a new file to `migrations/` and a line here; `tests/migrate_test.ts` checks the two agree.
  */
 import m0001 from "../../migrations/0001_init.sql" with { type: "text" };
+import m0002 from "../../migrations/0002_event_links.sql" with { type: "text" };
 
 /** One forward-only migration. */
 export interface Migration {
@@ -14,4 +15,5 @@ export interface Migration {
 /** Every migration, in the order they apply. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: "0001", name: "0001_init.sql", sql: m0001 },
+  { version: "0002", name: "0002_event_links.sql", sql: m0002 },
 ];

@@ -66,7 +66,9 @@ export function downloadRoutes(deps: AppDeps): Hono<AppEnv> {
         throw new HttpError(
           410,
           "gone",
-          `Cannot download "${presentation(access.file).filename}": the file was deleted`,
+          `Cannot download "${presentation(access.file).filename}": the file ${
+            access.file.status === "deleted" ? "was deleted" : "has expired"
+          }`,
         );
     }
     return await serveFile(deps, c, access.file);

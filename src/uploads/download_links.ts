@@ -47,6 +47,41 @@ export function localDownloadUrl(
   return `${deps.config.publicUrl}/files/${fileId}/download?expires=${expires}&sig=${sig}`;
 }
 
+/** Ten years: the link lifetime of a file that never expires. */
+const NO_EXPIRY_SECONDS = 10 * 365 * 24 * 3600;
+
+/**
+ * When an event's link for `file` stops working: when the file expires (unix seconds), so the
+ * link lives exactly as long as the file. It is stored in the event as `link_expires`; the
+ * link itself, a bearer credential, is made only when the event is sent.
+ */
+export function eventLinkExpiry(file: Pick<UploadFileRecord, "expiresAt" | "createdAt">): number {
+  const until = file.expiresAt ?? new Date(file.createdAt.getTime() + NO_EXPIRY_SECONDS * 1000);
+  return Math.floor(until.getTime() / 1000);
+}
+
+/**
+ * The payload an event is sent with: a stored `{file_id, link_expires}` becomes `url`, a
+ * Portal link signed until the file expires (`/files/<id>/download`, which streams local files
+ * and redirects to a fresh presigned URL on S3). Other payloads are sent as stored.
+ *
+ * @example
+ * payloadToSend({ config, secretKey }, { file_id: id, link_expires: 1767225600 }).url;
+ * // => "https://portal.example/files/<id>/download?expires=1767225600&sig=…"
+ */
+export function payloadToSend(
+  deps: { config: Pick<UploadDeps["config"], "publicUrl">; secretKey: string },
+  payload: unknown,
+): unknown {
+  if (typeof payload !== "object" || payload === null || Array.isArray(payload)) return payload;
+  const { link_expires: expires, ...rest } = payload as Record<string, unknown>;
+  if (typeof rest.file_id !== "string" || typeof expires !== "number") return payload;
+  const sig = signDownload(deps.secretKey, rest.file_id, expires);
+  const url =
+    `${deps.config.publicUrl}/files/${rest.file_id}/download?expires=${expires}&sig=${sig}`;
+  return { ...rest, url };
+}
+
 /**
  * The download link of a stored or processed file: presigned on S3, signed by Portal on local
  * storage; null for files without bytes (failed, deleted) or stored on another backend than

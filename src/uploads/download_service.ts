@@ -36,18 +36,26 @@ export async function authorizeDownload(
   },
 ): Promise<DownloadAccess> {
   if (!isUuid(input.fileId)) return { kind: "not_found" };
+  let check: "valid" | "expired" | "invalid" = "valid";
   if (input.link !== null) {
-    const check = verifyDownloadLink(deps.secretKey, {
+    check = verifyDownloadLink(deps.secretKey, {
       fileId: input.fileId,
       ...input.link,
       now: currentTime(deps),
     });
     if (check === "invalid") return { kind: "link_invalid" };
-    if (check === "expired") {
-      return { kind: "link_expired", expiredAt: new Date(Number(input.link.expires) * 1000) };
-    }
   }
   const file = await findFile(deps.db.sql, input.fileId);
+  if (input.link !== null && check === "expired") {
+    // An event's link ends with its file: past that, the file is gone (410), not the link.
+    const now = currentTime(deps).getTime();
+    if (
+      file !== null && (file.status === "deleted" || (file.expiresAt?.getTime() ?? Infinity) <= now)
+    ) {
+      return { kind: "gone", file };
+    }
+    return { kind: "link_expired", expiredAt: new Date(Number(input.link.expires) * 1000) };
+  }
   if (file === null) return { kind: "not_found" };
   if (input.link === null) {
     const viewer = input.viewer;

@@ -7,7 +7,6 @@
  * twice (idempotent) but never marks a row or emits an event twice.
  */
 import { emitEvent } from "../outbox/emit.ts";
-import { fileDownloadUrl } from "./download_links.ts";
 import {
   type ClaimedFile,
   claimExpiredFiles,
@@ -61,14 +60,10 @@ export async function notifyExpiringFiles(
   while (true) {
     const files = await findExpiringFiles(deps.db.sql, { now, until, limit: NOTICE_PAGE, afterId });
     if (files.length === 0) break;
-    // Links are signed before the transaction: presigning is local, but keep I/O out anyway.
-    const payloads = await Promise.all(files.map(async (file) => ({
+    const payloads = files.map((file) => ({
       file,
-      payload: {
-        ...storedPayload(file, await fileDownloadUrl(deps, file)),
-        expires_at: file.expiresAt?.toISOString() ?? null,
-      },
-    })));
+      payload: { ...storedPayload(file), expires_at: file.expiresAt?.toISOString() ?? null },
+    }));
     await deps.db.sql.begin(async (tx) => {
       for (const { file, payload } of payloads) {
         const emitted = await emitEvent(tx, {

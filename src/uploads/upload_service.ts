@@ -7,7 +7,7 @@ import { isUuid, newId } from "../db/ids.ts";
 import { emitEvent } from "../outbox/emit.ts";
 import { StorageError } from "../storage/storage.ts";
 import { findBatch } from "./batches_repo.ts";
-import { fileDownloadUrl } from "./download_links.ts";
+import { eventLinkExpiry, fileDownloadUrl } from "./download_links.ts";
 import { FALLBACK_NAME, originalFilename } from "./file_names.ts";
 import { insertFile, type NewFile, type UploadFileRecord } from "./files_repo.ts";
 import { fileStorageKey } from "./storage_keys.ts";
@@ -177,7 +177,7 @@ export async function commitStoredFile(deps: UploadDeps, file: NewFile): Promise
         aggregateId: row.id,
         eventType: "file.stored",
         idempotencyKey: `UploadFile:${row.id}`,
-        payload: storedPayload(row, url),
+        payload: storedPayload(row),
       });
       return row;
     });
@@ -196,15 +196,19 @@ export async function commitStoredFile(deps: UploadDeps, file: NewFile): Promise
   }
 }
 
-/** The `file.stored` payload (SPEC §4); `file.expiring` adds `expires_at`. */
-export function storedPayload(file: UploadFileRecord, url: string | null): Record<string, unknown> {
+/**
+ * The `file.stored` payload as stored (SPEC §4); `file.expiring` adds `expires_at`. It holds no
+ * link: `link_expires` becomes `url` when the event is sent (`payloadToSend`), so no bearer
+ * credential sits in the outbox and every retry sends a link that lives as long as the file.
+ */
+export function storedPayload(file: UploadFileRecord): Record<string, unknown> {
   return {
     file_id: file.id,
     original_filename: file.originalFilename,
     content_type: file.contentType,
     size_bytes: file.sizeBytes,
     sha256: file.sha256,
-    url,
+    link_expires: eventLinkExpiry(file),
   };
 }
 

@@ -47,6 +47,8 @@ export interface AttemptContext {
     | "webhookConnectTimeoutSeconds"
     | "webhookTimeoutSeconds"
   >;
+  /** Turns the stored payload into the one sent (adds a file event's download link). */
+  preparePayload?: (payload: unknown) => unknown;
   clock: Clock;
   /** Jitter source in [0, 1). */
   random: () => number;
@@ -133,7 +135,7 @@ export async function attemptDelivery(
     deliveryId: row.id,
     msgId: messageId(row.id),
     eventType: row.eventType,
-    payload: row.payload,
+    payload: ctx.preparePayload ? ctx.preparePayload(row.payload) : row.payload,
     occurredAt: row.occurredAt,
     secrets: signingSecrets(row, startedAt),
     now: startedAt,

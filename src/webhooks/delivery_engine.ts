@@ -9,6 +9,7 @@ import type { Config } from "../config/config.ts";
 import type { Database } from "../db/db.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Metrics } from "../metrics/metrics.ts";
+import { payloadToSend } from "../uploads/download_links.ts";
 import { VERSION } from "../version.ts";
 import {
   applyDeliveryUpdates,
@@ -33,6 +34,8 @@ import type { Lookup } from "./ssrf_guard.ts";
 export interface DeliveryDeps {
   db: Database;
   config: Readonly<Config>;
+  /** Signs the download links that file events carry (`payloadToSend`). */
+  secretKey: string;
   logger: Logger;
   metrics: Metrics;
   /** Names this worker in `lease_owner` (default `host:pid:random`). */
@@ -198,6 +201,7 @@ export class DeliveryEngine {
     const send = (async () => {
       const outcome = await attemptDelivery(row, {
         config: this.#deps.config,
+        preparePayload: (payload) => payloadToSend(this.#deps, payload),
         clock: this.#clock,
         random: this.#deps.random ?? Math.random,
         lookup: this.#deps.lookup,

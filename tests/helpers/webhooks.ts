@@ -37,6 +37,7 @@ export function deliveryDeps(
   return {
     db,
     config: webhookTestConfig(),
+    secretKey: "webhook-test-secret-0123456789abcdefghijkl",
     logger: silentLogger,
     metrics: new Metrics(),
     random: () => 0.5,
