@@ -10,7 +10,7 @@ import {
   webhookTestConfig,
 } from "./helpers/webhooks.ts";
 import { deliverDueOnce } from "../src/webhooks/delivery_worker.ts";
-import { applyDeliveryUpdates, claimDueDeliveries } from "../src/webhooks/deliveries_repo.ts";
+import { applyDeliveryUpdates, claimDueDeliveries } from "../src/outbox/deliveries_repo.ts";
 import { fanOutDueEvents } from "../src/webhooks/fanout.ts";
 import {
   addEndpoint,

@@ -60,7 +60,15 @@ export async function emitEvent(tx: Queryable, input: EmitInput): Promise<EmitRe
       SELECT id FROM outbox_event WHERE event_type = ${input.eventType} AND idempotency_key = ${key}`;
     return { status: "duplicate", id: existing?.id ?? null };
   }
-  // Postgres delivers a NOTIFY only when the transaction commits: no wake-up for a rollback.
-  await tx`SELECT pg_notify(${OUTBOX_CHANNEL}, ${id})`;
+  await notifyOutbox(tx, id);
   return { status: "created", id };
+}
+
+/**
+ * Wakes the delivery workers (they LISTEN on OUTBOX_CHANNEL) when `tx` commits: Postgres
+ * delivers a NOTIFY only at commit, so a rolled-back change wakes nobody. The one NOTIFY on
+ * the channel; `payload` is an event id or a word saying why (workers ignore it).
+ */
+export async function notifyOutbox(tx: Queryable, payload: string): Promise<void> {
+  await tx`SELECT pg_notify(${OUTBOX_CHANNEL}, ${payload})`;
 }

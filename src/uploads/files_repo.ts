@@ -1,5 +1,6 @@
 /** SQL for the `upload_file` table (column names are a contract: SPEC §4). */
 import type { Queryable } from "../db/db.ts";
+import { eventEmitted } from "../outbox/events_repo.ts";
 
 /** Lifecycle of a file: uploading → stored → processed | deleted | failed. */
 export type FileStatus = "uploading" | "stored" | "processed" | "deleted" | "failed";
@@ -206,9 +207,7 @@ export async function findExpiringFiles(
     WHERE f.status IN ('stored', 'processed')
       AND f.expires_at > ${input.now} AND f.expires_at <= ${input.until}
       ${input.afterId === undefined ? sql`` : sql`AND f.id > ${input.afterId}`}
-      AND NOT EXISTS (
-        SELECT 1 FROM outbox_event e
-        WHERE e.event_type = 'file.expiring' AND e.idempotency_key = 'UploadFile:' || f.id::text)
+      AND NOT ${eventEmitted(sql, "file.expiring", sql`'UploadFile:' || f.id::text`)}
     ORDER BY f.id
     LIMIT ${input.limit}`;
 }

@@ -7,7 +7,7 @@
 import type { Config } from "../config/config.ts";
 import { newId } from "../db/ids.ts";
 import { applyRetryAfter, nextAttemptDelaySeconds } from "./backoff.ts";
-import type { AttemptRow, ClaimedDelivery, DeliveryUpdate } from "./deliveries_repo.ts";
+import type { AttemptRow, ClaimedDelivery, DeliveryUpdate } from "../outbox/deliveries_repo.ts";
 import { sendWebhook } from "./http_sender.ts";
 import { buildWebhookRequest } from "./signer.ts";
 import { type Lookup, resolveTarget } from "./ssrf_guard.ts";

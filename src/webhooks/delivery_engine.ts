@@ -19,7 +19,7 @@ import {
   insertAttempts,
   releaseLeases,
   rollUpEvents,
-} from "./deliveries_repo.ts";
+} from "../outbox/deliveries_repo.ts";
 import {
   attemptDelivery,
   type AttemptOutcome,

@@ -5,6 +5,7 @@
  */
 import type { Database } from "../db/db.ts";
 import type { Counter, Histogram, Metrics } from "../metrics/metrics.ts";
+import { outboxBacklog } from "../outbox/events_repo.ts";
 
 const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
@@ -38,19 +39,14 @@ export function registerDeliveryMetrics(metrics: Metrics, db: Database): void {
     name: "portal_outbox_pending_events",
     help: "Outbox events not yet delivered or failed",
     async collect() {
-      const [row] = await db.sql<{ count: number }[]>`
-        SELECT count(*)::int AS count FROM outbox_event WHERE status = 'pending'`;
-      return [{ value: row?.count ?? 0 }];
+      return [{ value: (await outboxBacklog(db.sql)).pending }];
     },
   });
   metrics.gauge({
     name: "portal_outbox_oldest_pending_age_seconds",
     help: "Age of the oldest pending outbox event in seconds (0 when none): the outbox lag",
     async collect() {
-      const [row] = await db.sql<{ age: number | null }[]>`
-        SELECT EXTRACT(EPOCH FROM now() - min(created_at))::float8 AS age
-        FROM outbox_event WHERE status = 'pending'`;
-      return [{ value: Math.max(0, row?.age ?? 0) }];
+      return [{ value: (await outboxBacklog(db.sql)).oldestAgeSeconds }];
     },
   });
   metrics.gauge({

@@ -4,7 +4,7 @@
  * engine of its own, for tests and one-shot commands.
  */
 import { OUTBOX_CHANNEL } from "../outbox/emit.ts";
-import { nextDueAt } from "./deliveries_repo.ts";
+import { nextDueAt } from "../outbox/deliveries_repo.ts";
 import { systemClock } from "./delivery_attempt.ts";
 import { type DeliveryCounts, type DeliveryDeps, DeliveryEngine } from "./delivery_engine.ts";
 

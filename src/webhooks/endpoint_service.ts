@@ -7,7 +7,7 @@ import type { Config } from "../config/config.ts";
 import type { Database } from "../db/db.ts";
 import { isUuid, newId } from "../db/ids.ts";
 import { VERSION } from "../version.ts";
-import { rollUpEvents } from "./deliveries_repo.ts";
+import { rollUpEvents } from "../outbox/deliveries_repo.ts";
 import { type Clock, messageId, signingSecrets, systemClock } from "./delivery_attempt.ts";
 import {
   deleteEndpointRow,

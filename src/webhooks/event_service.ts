@@ -6,8 +6,8 @@
 import { isUuid } from "../db/ids.ts";
 import type { Config } from "../config/config.ts";
 import type { Database } from "../db/db.ts";
-import { OUTBOX_CHANNEL } from "../outbox/emit.ts";
-import { rollUpEvents } from "./deliveries_repo.ts";
+import { notifyOutbox } from "../outbox/emit.ts";
+import { rollUpEvents } from "../outbox/deliveries_repo.ts";
 import {
   type AttemptLogRow,
   deleteTerminalEvents,
@@ -21,7 +21,7 @@ import {
   type OutboxEventDetail,
   type OutboxEventSummary,
   resetFailedDeliveries,
-} from "./events_repo.ts";
+} from "../outbox/events_repo.ts";
 
 export type {
   AttemptLogRow,
@@ -29,7 +29,7 @@ export type {
   DeliveryStatus,
   OutboxEventDetail,
   OutboxEventSummary,
-} from "./events_repo.ts";
+} from "../outbox/events_repo.ts";
 
 /** Default and largest page of `listOutboxEvents`. */
 export const EVENT_LIST_LIMITS = { default: 50, max: 1000 } as const;
@@ -99,7 +99,7 @@ export async function retryEvent(
     if (deliveries === 0 && locked[0]?.status !== "failed") return { events: 0, deliveries: 0 };
     await rollUpEvents(tx, { eventIds: [eventId], now });
     // Wake the workers now rather than at their next timer.
-    await tx`SELECT pg_notify(${OUTBOX_CHANNEL}, ${eventId})`;
+    await notifyOutbox(tx, eventId);
     return { events: 1, deliveries };
   });
 }
@@ -114,7 +114,7 @@ export async function retryAllFailed(
     if (ids.length === 0) return { events: 0, deliveries: 0 };
     const deliveries = await resetFailedDeliveries(tx, { eventIds: ids, now });
     await rollUpEvents(tx, { eventIds: ids, now });
-    await tx`SELECT pg_notify(${OUTBOX_CHANNEL}, 'retry')`;
+    await notifyOutbox(tx, "retry");
     return { events: ids.length, deliveries };
   });
 }

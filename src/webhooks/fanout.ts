@@ -13,7 +13,8 @@ import {
   insertDeliveries,
   lockEventsForFanOut,
   rollUpEvents,
-} from "./deliveries_repo.ts";
+} from "../outbox/deliveries_repo.ts";
+import { setEventMaxAttempts } from "../outbox/events_repo.ts";
 
 /** Events fanned out per transaction. */
 export const FAN_OUT_BATCH = 500;
@@ -68,9 +69,7 @@ export async function fanOutDueEvents(
       });
       // The event shows the attempt limit its deliveries run under (WEBHOOK_MAX_ATTEMPTS), not
       // the default it was written with.
-      await tx`
-        UPDATE outbox_event SET max_attempts = ${input.maxAttempts}
-        WHERE id = ANY(${eventIds}::uuid[]) AND max_attempts <> ${input.maxAttempts}`;
+      await setEventMaxAttempts(tx, { eventIds, maxAttempts: input.maxAttempts });
       // Events with no matching endpoint roll up to delivered; the rest to pending with the
       // time their deliveries fall due.
       await rollUpEvents(tx, { eventIds, now: input.now, alreadyLocked: true });

@@ -1,5 +1,9 @@
 /** SQL for reading, retrying and expiring outbox events with their deliveries and attempts. */
+import type postgres from "postgres";
 import type { Queryable } from "../db/db.ts";
+
+/** A piece of SQL built with the tagged template, to embed in another query. */
+type SqlFragment = postgres.PendingQuery<postgres.Row[]>;
 
 /** Status of an outbox event or a delivery. */
 export type DeliveryStatus = "pending" | "delivered" | "failed";
@@ -157,4 +161,44 @@ export async function deleteTerminalEvents(
     )
     RETURNING id`;
   return rows.length;
+}
+
+/**
+ * Sets the attempt limit its deliveries run under (WEBHOOK_MAX_ATTEMPTS) on events written
+ * with another default; fan-out calls it.
+ */
+export async function setEventMaxAttempts(
+  tx: Queryable,
+  input: { eventIds: string[]; maxAttempts: number },
+): Promise<void> {
+  await tx`
+    UPDATE outbox_event SET max_attempts = ${input.maxAttempts}
+    WHERE id = ANY(${input.eventIds}::uuid[]) AND max_attempts <> ${input.maxAttempts}`;
+}
+
+/** The outbox's backlog: pending events and the age of the oldest (0 when none). */
+export async function outboxBacklog(
+  sql: Queryable,
+): Promise<{ pending: number; oldestAgeSeconds: number }> {
+  const [row] = await sql<{ pending: number; age: number | null }[]>`
+    SELECT count(*)::int AS pending,
+           EXTRACT(EPOCH FROM now() - min(created_at))::float8 AS age
+      FROM outbox_event WHERE status = 'pending'`;
+  return { pending: row?.pending ?? 0, oldestAgeSeconds: Math.max(0, row?.age ?? 0) };
+}
+
+/**
+ * An SQL condition, for another table's query, that holds when an event of `eventType` with
+ * the idempotency key `key` (an SQL expression over that query's row) was emitted.
+ *
+ * @example
+ * sql`SELECT ... FROM upload_file f WHERE NOT ${eventEmitted(sql, "file.expiring", sql`'UploadFile:' || f.id::text`)}`
+ */
+export function eventEmitted(
+  sql: Queryable,
+  eventType: string,
+  key: SqlFragment,
+): SqlFragment {
+  return sql`EXISTS (
+    SELECT 1 FROM outbox_event e WHERE e.event_type = ${eventType} AND e.idempotency_key = ${key})`;
 }
