@@ -8,9 +8,8 @@ import type { Config } from "../config/config.ts";
 import { newId } from "../db/ids.ts";
 import { applyRetryAfter, nextAttemptDelaySeconds } from "./backoff.ts";
 import type { AttemptRow, ClaimedDelivery, DeliveryUpdate } from "../outbox/deliveries_repo.ts";
-import { sendWebhook } from "./http_sender.ts";
-import { buildWebhookRequest } from "./signer.ts";
-import { type Lookup, resolveTarget } from "./ssrf_guard.ts";
+import { sendToEndpoint } from "./send.ts";
+import type { Lookup } from "./ssrf_guard.ts";
 
 /** A source of the current time (injected in tests). */
 export interface Clock {
@@ -98,40 +97,14 @@ export async function attemptDelivery(
     return {
       ...base,
       kind: "failed",
-      update: finalUpdate(row, "failed", row.attempts, null, error, startedAt),
+      update: finalUpdate(row, { status: "failed", attempts: row.attempts, error, now: startedAt }),
       attempt: null,
       disableEndpointReason: null,
       durationSeconds: null,
     };
   }
 
-  const target = await resolveTarget(row.url, {
-    allowPrivate: ctx.config.webhookAllowPrivate,
-    lookup: ctx.lookup,
-  });
-  if (!target.ok) {
-    // A name that does not resolve may resolve later (DNS outage): nothing was sent, so retry
-    // like a network error and say so. A forbidden address is policy (SPEC §5 Delivery): fail
-    // at once, never retry.
-    if (target.unresolved) {
-      const error = attemptNumber < row.maxAttempts
-        ? `${target.reason}; will retry`
-        : target.reason;
-      const attempt = attemptRow(row, attemptNumber, startedAt, null, 0, error, "");
-      return retryOrFail(row, ctx, { attempt, statusCode: null, error }, null);
-    }
-    const attempt = attemptRow(row, attemptNumber, startedAt, null, 0, target.reason, "");
-    return {
-      ...base,
-      kind: "refused",
-      update: finalUpdate(row, "failed", attemptNumber, null, target.reason, ctx.clock.now()),
-      attempt,
-      disableEndpointReason: null,
-      durationSeconds: null,
-    };
-  }
-
-  const request = buildWebhookRequest({
+  const sent = await sendToEndpoint(row.url, {
     deliveryId: row.id,
     msgId: messageId(row.id),
     eventType: row.eventType,
@@ -140,30 +113,54 @@ export async function attemptDelivery(
     secrets: signingSecrets(row, startedAt),
     now: startedAt,
     version: ctx.version,
-  });
-  const result = await sendWebhook(target, request, {
-    connectTimeoutMs: ctx.config.webhookConnectTimeoutSeconds * 1000,
-    timeoutMs: ctx.config.webhookTimeoutSeconds * 1000,
-    signal: ctx.signal,
-  });
+  }, ctx);
+  if (!sent.sent) {
+    // A name that does not resolve may resolve later (DNS outage): nothing was sent, so retry
+    // like a network error and say so. A forbidden address is policy (SPEC §5 Delivery): fail
+    // at once, never retry.
+    if (sent.unresolved) {
+      const error = attemptNumber < row.maxAttempts ? `${sent.reason}; will retry` : sent.reason;
+      const attempt = attemptRow(row, { number: attemptNumber, at: startedAt, error });
+      return retryOrFail(row, ctx, { attempt, statusCode: null, error }, null);
+    }
+    const attempt = attemptRow(row, { number: attemptNumber, at: startedAt, error: sent.reason });
+    return {
+      ...base,
+      kind: "refused",
+      update: finalUpdate(row, {
+        status: "failed",
+        attempts: attemptNumber,
+        error: sent.reason,
+        now: ctx.clock.now(),
+      }),
+      attempt,
+      disableEndpointReason: null,
+      durationSeconds: null,
+    };
+  }
+  const result = sent.result;
   if (ctx.signal?.aborted && result.error === "aborted") return null;
 
-  const attempt = attemptRow(
-    row,
-    attemptNumber,
-    startedAt,
-    result.statusCode,
-    result.durationMs,
-    result.error,
-    result.responseStart,
-  );
+  const attempt = attemptRow(row, {
+    number: attemptNumber,
+    at: startedAt,
+    statusCode: result.statusCode,
+    durationMs: result.durationMs,
+    error: result.error,
+    responseBody: result.responseStart,
+  });
   const durationSeconds = result.durationMs / 1000;
   const now = ctx.clock.now();
   if (result.error === "") {
     return {
       ...base,
       kind: "delivered",
-      update: finalUpdate(row, "delivered", attemptNumber, result.statusCode, "", now),
+      update: finalUpdate(row, {
+        status: "delivered",
+        attempts: attemptNumber,
+        statusCode: result.statusCode,
+        now,
+      }),
       attempt,
       disableEndpointReason: null,
       durationSeconds,
@@ -175,7 +172,13 @@ export async function attemptDelivery(
     return {
       ...base,
       kind: "failed",
-      update: finalUpdate(row, "failed", attemptNumber, 410, result.error, now),
+      update: finalUpdate(row, {
+        status: "failed",
+        attempts: attemptNumber,
+        statusCode: 410,
+        error: result.error,
+        now,
+      }),
       attempt,
       disableEndpointReason: reason,
       durationSeconds,
@@ -213,7 +216,13 @@ function retryOrFail(
     return {
       ...base,
       kind: "failed",
-      update: finalUpdate(row, "failed", attempts, failure.statusCode, failure.error, now),
+      update: finalUpdate(row, {
+        status: "failed",
+        attempts,
+        statusCode: failure.statusCode,
+        error: failure.error,
+        now,
+      }),
     };
   }
   // SPEC §5 Delivery: min(base·2^(n-1), max) plus up to 10% jitter, never sooner than the
@@ -242,44 +251,50 @@ function retryOrFail(
   };
 }
 
+/** The last state of a delivery that is done (delivered, or failed for good). */
 function finalUpdate(
   row: ClaimedDelivery,
-  status: "delivered" | "failed",
-  attempts: number,
-  statusCode: number | null,
-  error: string,
-  now: Date,
+  end: {
+    status: "delivered" | "failed";
+    attempts: number;
+    statusCode?: number | null;
+    error?: string;
+    now: Date;
+  },
 ): DeliveryUpdate {
   return {
     id: row.id,
     leasedUntil: row.leasedUntil,
-    status,
-    attempts,
-    nextAttemptAt: now,
-    lastStatusCode: statusCode,
-    lastError: cleanText(error),
-    deliveredAt: status === "delivered" ? now : null,
+    status: end.status,
+    attempts: end.attempts,
+    nextAttemptAt: end.now,
+    lastStatusCode: end.statusCode ?? null,
+    lastError: cleanText(end.error ?? ""),
+    deliveredAt: end.status === "delivered" ? end.now : null,
   };
 }
 
+/** The log row of one attempt; nothing sent when only `number`, `at` and `error` are given. */
 function attemptRow(
   row: ClaimedDelivery,
-  attemptNumber: number,
-  at: Date,
-  statusCode: number | null,
-  durationMs: number,
-  error: string,
-  responseBody: string,
+  attempt: {
+    number: number;
+    at: Date;
+    statusCode?: number | null;
+    durationMs?: number;
+    error: string;
+    responseBody?: string;
+  },
 ): AttemptRow {
   return {
     id: newId(),
     deliveryId: row.id,
-    attemptNumber,
-    attemptedAt: at,
-    statusCode,
-    durationMs: Math.round(durationMs),
-    error: cleanText(error),
-    responseBody: cleanText(responseBody),
+    attemptNumber: attempt.number,
+    attemptedAt: attempt.at,
+    statusCode: attempt.statusCode ?? null,
+    durationMs: Math.round(attempt.durationMs ?? 0),
+    error: cleanText(attempt.error),
+    responseBody: cleanText(attempt.responseBody ?? ""),
   };
 }
 

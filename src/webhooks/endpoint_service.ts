@@ -19,9 +19,9 @@ import {
   setEndpointActive,
   type WebhookEndpoint,
 } from "./endpoints_repo.ts";
-import { sendWebhook } from "./http_sender.ts";
-import { buildWebhookRequest, generateSecret, SECRET_PREFIX } from "./signer.ts";
-import { type Lookup, resolveTarget } from "./ssrf_guard.ts";
+import { sendToEndpoint } from "./send.ts";
+import { generateSecret, SECRET_PREFIX } from "./signer.ts";
+import type { Lookup } from "./ssrf_guard.ts";
 
 export type { WebhookEndpoint } from "./endpoints_repo.ts";
 
@@ -184,21 +184,8 @@ export async function testEndpoint(
   const endpoint = await findEndpoint(deps.db.sql, id);
   if (endpoint === null) return null;
   const now = (deps.clock ?? systemClock).now();
-  const target = await resolveTarget(endpoint.url, {
-    allowPrivate: deps.config.webhookAllowPrivate,
-    lookup: deps.lookup,
-  });
-  if (!target.ok) {
-    return {
-      sent: false,
-      statusCode: null,
-      durationMs: 0,
-      error: target.reason,
-      responseStart: "",
-    };
-  }
   const deliveryId = newId();
-  const request = buildWebhookRequest({
+  const outcome = await sendToEndpoint(endpoint.url, {
     deliveryId,
     msgId: messageId(deliveryId),
     eventType: TEST_EVENT_TYPE,
@@ -207,11 +194,17 @@ export async function testEndpoint(
     secrets: signingSecrets(endpoint, now),
     now,
     version: VERSION,
-  });
-  const result = await sendWebhook(target, request, {
-    connectTimeoutMs: deps.config.webhookConnectTimeoutSeconds * 1000,
-    timeoutMs: deps.config.webhookTimeoutSeconds * 1000,
-  });
+  }, deps);
+  if (!outcome.sent) {
+    return {
+      sent: false,
+      statusCode: null,
+      durationMs: 0,
+      error: outcome.reason,
+      responseStart: "",
+    };
+  }
+  const { result } = outcome;
   return {
     sent: true,
     statusCode: result.statusCode,
