@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { authenticate } from "../src/auth/account_service.ts";
+import { COMMANDS, findCommand, mainUsage } from "../src/cli/commands.ts";
 import { COMMAND_USAGE } from "../src/cli/usage.ts";
 import { createApp } from "../src/http/app.ts";
 import { VERSION } from "../src/version.ts";
@@ -309,4 +310,26 @@ Deno.test("portal storage check round-trips a probe object and says what is wron
     await s3.stop();
     await Deno.remove(dataDir, { recursive: true });
   }
+});
+
+Deno.test("the command table and the help texts agree: every command has its usage and a line in --help", () => {
+  const groups = new Set(
+    COMMANDS.map((c) => c.path.split(" ")[0]!).filter((word) =>
+      COMMANDS.some((c) => c.path.startsWith(`${word} `))
+    ),
+  );
+  for (const command of COMMANDS) {
+    assert.ok(COMMAND_USAGE[command.path], `COMMAND_USAGE has "${command.path}"`);
+    const [group] = command.path.split(" ");
+    const listed = command.help !== null || mainUsage().includes(`  ${group} ...`);
+    assert.ok(listed, `portal --help lists "${command.path}" or its group`);
+  }
+  for (const path of Object.keys(COMMAND_USAGE)) {
+    const runnable = COMMANDS.some((c) => c.path === path) || groups.has(path);
+    assert.ok(runnable, `"${path}" has a usage text but runs nothing`);
+  }
+  assert.deepEqual(findCommand(["user", "create", "--email", "a@b"])?.rest, ["--email", "a@b"]);
+  assert.equal(findCommand(["user", "create"])?.command.path, "user create");
+  assert.equal(findCommand(["serve"])?.command.path, "serve");
+  assert.equal(findCommand(["nope"]), null);
 });

@@ -12,11 +12,3 @@ export interface CommandIo {
   /** Reads standard input fully (only used for `--password-stdin`). */
   readStdin: () => Promise<string>;
 }
-
-/** A subcommand: returns the process exit code. */
-export interface Command {
-  name: string;
-  summary: string;
-  usage: string;
-  run(io: CommandIo): Promise<number>;
-}

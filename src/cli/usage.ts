@@ -1,31 +1,4 @@
-/** Help texts for `portal --help` and `portal <command> --help`. */
-import { VERSION } from "../version.ts";
-
-/** Top-level help. */
-export const MAIN_USAGE = `portal ${VERSION}: a self-hosted file portal
-
-Usage: portal <command> [options]
-
-Commands:
-  serve                       run the web server (and the background jobs unless PORTAL_JOBS=off)
-  worker                      run the background jobs only, with /healthz on PORTAL_WORKER_PORT
-  migrate                     apply pending database migrations and exit
-  user create --email E       create a user [--admin] [--password-stdin]
-  user list                   list users
-  user reset-password --email E   new one-time password for a user; signs them out
-  token create --email E      create an API token for scripts [--name N]
-  storage check               write, read and delete a probe object on the configured storage
-  embedded upgrade            carry a data dir of the PGlite-era Portal over to the embedded server
-  webhook ...                 manage webhook endpoints (portal webhook --help)
-  events ...                  inspect and retry outbox events (portal events --help)
-
-Options:
-  -h, --help                  show help (also after a command: portal user create --help)
-  -V, --version               print the version
-
-Settings come from environment variables (see .env.example). With no DATABASE_URL, Portal
-runs on an embedded PostgreSQL server in PORTAL_DATA_DIR (default ./data), shared by every
-portal process on that folder.`;
+/** Help texts for `portal <command> --help` (`portal --help` is built from commands.ts). */
 
 /** Help per command path. */
 export const COMMAND_USAGE: Record<string, string> = {
