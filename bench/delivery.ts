@@ -21,7 +21,7 @@ import { configFrom } from "../src/config/config.ts";
 import { silentLogger } from "../src/log/logger.ts";
 import { Metrics } from "../src/metrics/metrics.ts";
 import { LocalStorageAdapter } from "../src/storage/local_storage.ts";
-import type { UploadDeps } from "../src/uploads/upload_deps.ts";
+import type { AppDeps } from "../src/app_deps.ts";
 import { uploadFile } from "../src/uploads/upload_service.ts";
 import { join } from "node:path";
 import { newId } from "../src/db/ids.ts";
@@ -163,7 +163,7 @@ async function latencyRun(db: Database, url: string, receiverBase: string): Prom
   const dataDir = await Deno.makeTempDir({ prefix: "portal-bench-delivery-" });
   const secretKey = "bench-secret-key-0123456789abcdefghijklmnop";
   const config = configFrom({ PORTAL_SECRET_KEY: secretKey, PORTAL_DATA_DIR: dataDir });
-  const deps: UploadDeps = {
+  const deps: AppDeps = {
     config,
     db,
     storage: new LocalStorageAdapter({ root: join(dataDir, "media") }),

@@ -203,11 +203,11 @@ Deno.test("GET /files/:id/download streams local files with Range, ETag and safe
     await t.step(
       `a signed link lives AWS_QUERYSTRING_EXPIRE (${LINK_SECONDS}) seconds from issue`,
       async () => {
-        // The services' injected clock (UploadDeps.now), carried by the deps the app is built
+        // The services' injected clock (AppDeps.now), carried by the deps the app is built
         // from; issued on a whole second so "120 s after issue" is exact.
         const issuedAt = Math.floor(Date.now() / 1000) * 1000;
         let now = issuedAt;
-        const timed: AppDeps & { now: () => Date } = { ...fx.deps, now: () => new Date(now) };
+        const timed: AppDeps = { ...fx.deps, clock: { now: () => new Date(now) } };
         const timedApp = createApp(timed);
         const created = await timedApp.request("/api/v1/files?filename=clock.pdf", {
           method: "POST",

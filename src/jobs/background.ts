@@ -3,7 +3,7 @@
  * `portal worker`: the webhook delivery loop, woken by NOTIFY, and the scheduled jobs.
  */
 import { hostname } from "node:os";
-import type { UploadDeps } from "../uploads/upload_deps.ts";
+import type { AppDeps } from "../app_deps.ts";
 import { startDeliveryLoop } from "../webhooks/delivery_worker.ts";
 import { startScheduler, type TickOutcome } from "./scheduler.ts";
 import { portalJobs } from "./portal_jobs.ts";
@@ -20,7 +20,7 @@ export interface Background {
 }
 
 /** Starts the delivery loop and the job schedule. */
-export function startBackground(deps: UploadDeps): Background {
+export function startBackground(deps: AppDeps): Background {
   const delivery = startDeliveryLoop(deps);
   const jobs = portalJobs(deps, delivery);
   const scheduler = startScheduler({ ...deps, owner: `${hostname()}:${Deno.pid}` }, jobs);

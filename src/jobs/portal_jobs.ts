@@ -2,7 +2,7 @@
  * Portal's scheduled jobs (SPEC §5 Jobs): the table of names, schedules and the plain functions
  * they call. Each runs in one replica per tick (see scheduler.ts).
  */
-import type { UploadDeps } from "../uploads/upload_deps.ts";
+import type { AppDeps } from "../app_deps.ts";
 import {
   deleteExpiredFiles,
   deleteIncompleteUploads,
@@ -15,7 +15,7 @@ import type { JobDefinition } from "./scheduler.ts";
 
 /** Builds the job table from the settings; the sweep drives this process's `delivery` loop. */
 export function portalJobs(
-  deps: UploadDeps,
+  deps: AppDeps,
   delivery: Pick<DeliveryLoop, "sweep">,
 ): JobDefinition[] {
   const { config } = deps;

@@ -15,7 +15,8 @@ import {
 } from "./batches_repo.ts";
 import { listBatchFiles, type UploadFileRecord } from "./files_repo.ts";
 import { UploadError } from "./upload_errors.ts";
-import type { UploadDeps, Uploader } from "./upload_deps.ts";
+import type { AppDeps } from "../app_deps.ts";
+import type { Uploader } from "./uploader.ts";
 
 /** The longest idempotency key a batch takes (a longer one could exceed the index row limit). */
 export const MAX_IDEMPOTENCY_KEY = 200;
@@ -28,7 +29,7 @@ export const MAX_IDEMPOTENCY_KEY = 200;
  * const { batch, created } = await createBatch(deps, { uploader: user, idempotencyKey: "k1" });
  */
 export async function createBatch(
-  deps: Pick<UploadDeps, "db">,
+  deps: Pick<AppDeps, "db">,
   input: { uploader: Uploader | null; idempotencyKey?: string | null },
 ): Promise<{ batch: UploadBatchRecord; created: boolean }> {
   const userId = input.uploader?.id ?? null;
@@ -58,7 +59,7 @@ export interface BatchWithFiles {
  * const found = await getBatch(deps, { batchId, viewer: user });
  */
 export async function getBatch(
-  deps: Pick<UploadDeps, "db">,
+  deps: Pick<AppDeps, "db">,
   input: { batchId: string; viewer: Uploader },
 ): Promise<BatchWithFiles | null> {
   const batch = await visibleBatch(deps, input);
@@ -77,7 +78,7 @@ export async function getBatch(
  * result?.batch.status; // "partial"
  */
 export async function finalizeBatch(
-  deps: Pick<UploadDeps, "db">,
+  deps: Pick<AppDeps, "db">,
   input: { batchId: string; viewer: Uploader },
 ): Promise<BatchWithFiles | null> {
   const visible = await visibleBatch(deps, input);
@@ -104,7 +105,7 @@ export async function finalizeBatch(
 }
 
 async function visibleBatch(
-  deps: Pick<UploadDeps, "db">,
+  deps: Pick<AppDeps, "db">,
   input: { batchId: string; viewer: Uploader },
 ): Promise<UploadBatchRecord | null> {
   if (!isUuid(input.batchId)) return null;

@@ -7,7 +7,7 @@
 import { Buffer } from "node:buffer";
 import { createHmac, timingSafeEqual } from "node:crypto";
 import type { UploadFileRecord } from "./files_repo.ts";
-import { currentTime, type UploadDeps } from "./upload_deps.ts";
+import { type AppDeps, currentTime } from "../app_deps.ts";
 import { isInlineType } from "./inline_types.ts";
 
 /** The result of checking a signed link. */
@@ -38,7 +38,7 @@ export function verifyDownloadLink(
 
 /** A signed local link for `fileId`, valid for `expiresInSeconds` from `now`. */
 export function localDownloadUrl(
-  deps: Pick<UploadDeps, "config" | "secretKey">,
+  deps: Pick<AppDeps, "config" | "secretKey">,
   fileId: string,
   input: { now: Date; expiresInSeconds: number },
 ): string {
@@ -70,7 +70,7 @@ export function eventLinkExpiry(file: Pick<UploadFileRecord, "expiresAt" | "crea
  * // => "https://portal.example/files/<id>/download?expires=1767225600&sig=…"
  */
 export function payloadToSend(
-  deps: { config: Pick<UploadDeps["config"], "publicUrl">; secretKey: string },
+  deps: { config: Pick<AppDeps["config"], "publicUrl">; secretKey: string },
   payload: unknown,
 ): unknown {
   if (typeof payload !== "object" || payload === null || Array.isArray(payload)) return payload;
@@ -91,7 +91,7 @@ export function payloadToSend(
  * const url = await fileDownloadUrl(deps, file); // "https://portal.example/files/…/download?…"
  */
 export async function fileDownloadUrl(
-  deps: UploadDeps,
+  deps: AppDeps,
   file: UploadFileRecord,
 ): Promise<string | null> {
   if (file.status !== "stored" && file.status !== "processed") return null;

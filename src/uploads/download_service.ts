@@ -9,7 +9,8 @@ import { verifyDownloadLink } from "./download_links.ts";
 import { FALLBACK_NAME } from "./file_names.ts";
 import { findFile, type UploadFileRecord } from "./files_repo.ts";
 import { isInlineType } from "./inline_types.ts";
-import { currentTime, type UploadDeps, type Uploader } from "./upload_deps.ts";
+import { type AppDeps, currentTime } from "../app_deps.ts";
+import { type Uploader } from "./uploader.ts";
 
 /** The outcome of `authorizeDownload`. */
 export type DownloadAccess =
@@ -28,7 +29,7 @@ export type DownloadAccess =
  * const access = await authorizeDownload(deps, { fileId, viewer: user, link: null });
  */
 export async function authorizeDownload(
-  deps: UploadDeps,
+  deps: AppDeps,
   input: {
     fileId: string;
     viewer: Uploader | null;
@@ -105,7 +106,7 @@ export function presentation(file: UploadFileRecord): Presentation {
  * const source = await openDownload(deps, file, { range: { start: 0, end: 99 } });
  */
 export async function openDownload(
-  deps: UploadDeps,
+  deps: AppDeps,
   file: UploadFileRecord,
   options: { range?: ByteRange; head?: boolean } = {},
 ): Promise<DownloadSource> {

@@ -14,7 +14,8 @@ import {
   type UploadFileRecord,
 } from "./files_repo.ts";
 import { IllegalTransitionError, UploadError } from "./upload_errors.ts";
-import type { UploadDeps, Uploader } from "./upload_deps.ts";
+import type { AppDeps } from "../app_deps.ts";
+import type { Uploader } from "./uploader.ts";
 
 /** Every file status, for validating input. */
 export const FILE_STATUSES: readonly FileStatus[] = [
@@ -46,7 +47,7 @@ export function canTransition(from: FileStatus, to: FileStatus): boolean {
  * const file = await getFile(deps, { fileId: c.req.param("id"), viewer: user });
  */
 export async function getFile(
-  deps: Pick<UploadDeps, "db">,
+  deps: Pick<AppDeps, "db">,
   input: { fileId: string; viewer: Uploader | null },
 ): Promise<UploadFileRecord | null> {
   if (!isUuid(input.fileId)) return null;
@@ -72,7 +73,7 @@ export interface FilePage {
  * const next = await listVisibleFiles(deps, { viewer: user, limit: 50, cursor: page.nextCursor! });
  */
 export async function listVisibleFiles(
-  deps: Pick<UploadDeps, "db">,
+  deps: Pick<AppDeps, "db">,
   input: { viewer: Uploader; status?: FileStatus; limit: number; cursor?: string },
 ): Promise<FilePage> {
   const beforeId = input.cursor === undefined ? undefined : decodeCursor(input.cursor);
@@ -116,7 +117,7 @@ export function decodeCursor(cursor: string): string | null {
  * await markFileProcessed(deps, { fileId });
  */
 export async function markFileProcessed(
-  deps: Pick<UploadDeps, "db">,
+  deps: Pick<AppDeps, "db">,
   input: { fileId: string },
 ): Promise<UploadFileRecord | null> {
   return await changeStatus(deps, { fileId: input.fileId, to: "processed" });
@@ -130,7 +131,7 @@ export async function markFileProcessed(
  * await markFileFailed(deps, { fileId, errorMessage: "Cannot process \"a.pdf\": it is encrypted" });
  */
 export async function markFileFailed(
-  deps: Pick<UploadDeps, "db">,
+  deps: Pick<AppDeps, "db">,
   input: { fileId: string; errorMessage: string },
 ): Promise<UploadFileRecord | null> {
   return await changeStatus(deps, {
@@ -150,7 +151,7 @@ export async function markFileFailed(
  * await deleteFile(deps, { fileId, reason: "deleted_by_user" });
  */
 export async function deleteFile(
-  deps: UploadDeps,
+  deps: AppDeps,
   input: { fileId: string; reason: string },
 ): Promise<UploadFileRecord | null> {
   if (!isUuid(input.fileId)) return null;
@@ -173,7 +174,7 @@ export async function deleteFile(
  * null when the row was no longer stored or processed (nothing emitted then).
  */
 export async function markDeleted(
-  deps: Pick<UploadDeps, "db">,
+  deps: Pick<AppDeps, "db">,
   input: { fileId: string; reason: string },
 ): Promise<UploadFileRecord | null> {
   return await deps.db.sql.begin(async (tx) => {
@@ -199,7 +200,7 @@ export async function markDeleted(
  * "storage_unavailable" when that fails or when the file lives on another backend.
  */
 export async function deleteStoredObject(
-  deps: UploadDeps,
+  deps: AppDeps,
   file: Pick<UploadFileRecord, "id" | "storageKey" | "storageBackend">,
 ): Promise<void> {
   if (file.storageKey === null) return;
@@ -229,7 +230,7 @@ export async function deleteStoredObject(
 }
 
 async function changeStatus(
-  deps: Pick<UploadDeps, "db">,
+  deps: Pick<AppDeps, "db">,
   input: { fileId: string; to: FileStatus; errorMessage?: string },
 ): Promise<UploadFileRecord | null> {
   if (!isUuid(input.fileId)) return null;

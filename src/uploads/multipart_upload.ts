@@ -14,7 +14,8 @@ import { listBatchFiles, type UploadFileRecord } from "./files_repo.ts";
 import { fileDownloadUrl } from "./download_links.ts";
 import { multipartBoundary, MultipartError, readMultipart } from "./multipart_stream.ts";
 import { failureCode, UploadError, type UploadErrorCode } from "./upload_errors.ts";
-import { type UploadDeps, type Uploader } from "./upload_deps.ts";
+import { type AppDeps } from "../app_deps.ts";
+import { type Uploader } from "./uploader.ts";
 import { uploadFile } from "./upload_service.ts";
 
 /** Input of `uploadMultipart`. */
@@ -94,7 +95,7 @@ const REQUEST_OVERHEAD_BYTES = 1024 * 1024;
  * result.batch.status; // "complete" | "partial" | "failed"
  */
 export async function uploadMultipart(
-  deps: UploadDeps,
+  deps: AppDeps,
   input: MultipartUploadInput,
 ): Promise<MultipartUploadResult> {
   const boundary = multipartBoundary(input.contentType);
@@ -200,7 +201,7 @@ export async function uploadMultipart(
 }
 
 async function storePart(
-  deps: UploadDeps,
+  deps: AppDeps,
   input: MultipartUploadInput,
   batchId: string,
   filename: string,
@@ -232,7 +233,7 @@ async function storePart(
 }
 
 async function finish(
-  deps: UploadDeps,
+  deps: AppDeps,
   batch: UploadBatchRecord,
   uploader: Uploader,
   outcomes: MultipartFileOutcome[],
@@ -243,7 +244,7 @@ async function finish(
 }
 
 async function replay(
-  deps: UploadDeps,
+  deps: AppDeps,
   batch: UploadBatchRecord,
   fields: Record<string, string>,
 ): Promise<MultipartUploadResult> {

@@ -16,7 +16,7 @@ import {
 } from "./files_repo.ts";
 import { deleteStoredObject, markDeleted } from "./file_service.ts";
 import { UploadError } from "./upload_errors.ts";
-import { currentTime, type UploadDeps } from "./upload_deps.ts";
+import { type AppDeps, currentTime } from "../app_deps.ts";
 import { FILE_KEY_PREFIX } from "./storage_keys.ts";
 import { storedPayload } from "./upload_service.ts";
 
@@ -50,7 +50,7 @@ const DELETE_CONCURRENCY = 8;
  * const { notified } = await notifyExpiringFiles(deps);
  */
 export async function notifyExpiringFiles(
-  deps: UploadDeps,
+  deps: AppDeps,
   options: { now?: Date } = {},
 ): Promise<ExpiryNoticeResult> {
   const now = options.now ?? currentTime(deps);
@@ -94,7 +94,7 @@ export async function notifyExpiringFiles(
  * const { deleted, errors } = await deleteExpiredFiles(deps, { batchSize: 1000 });
  */
 export async function deleteExpiredFiles(
-  deps: UploadDeps,
+  deps: AppDeps,
   options: { now?: Date; batchSize?: number } = {},
 ): Promise<CleanupResult> {
   const now = options.now ?? currentTime(deps);
@@ -159,7 +159,7 @@ export const INCOMPLETE_UPLOAD_MAX_AGE_HOURS = 24;
  * const { removed } = await deleteIncompleteUploads(deps);
  */
 export async function deleteIncompleteUploads(
-  deps: UploadDeps,
+  deps: AppDeps,
   options: { now?: Date; maxAgeHours?: number } = {},
 ): Promise<{ removed: number; errors: number }> {
   const now = options.now ?? currentTime(deps);
@@ -184,7 +184,7 @@ export async function deleteIncompleteUploads(
  */
 async function perFile(
   file: ClaimedFile,
-  logger: UploadDeps["logger"],
+  logger: AppDeps["logger"],
   fn: () => Promise<void>,
 ): Promise<boolean> {
   try {

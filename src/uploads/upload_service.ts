@@ -13,7 +13,8 @@ import { insertFile, type NewFile, type UploadFileRecord } from "./files_repo.ts
 import { fileStorageKey } from "./storage_keys.ts";
 import { UploadError } from "./upload_errors.ts";
 import { recordUpload, type UploadOutcome } from "./upload_metrics.ts";
-import { currentTime, type UploadDeps, type Uploader } from "./upload_deps.ts";
+import { type AppDeps, currentTime } from "../app_deps.ts";
+import { type Uploader } from "./uploader.ts";
 import { validateUpload, type ValidationState } from "./validation.ts";
 
 /** Input of `uploadFile`. */
@@ -52,7 +53,7 @@ export interface StoredUpload {
  * });
  * file.status; // "stored"
  */
-export async function uploadFile(deps: UploadDeps, input: UploadFileInput): Promise<StoredUpload> {
+export async function uploadFile(deps: AppDeps, input: UploadFileInput): Promise<StoredUpload> {
   const original = originalFilename(input.filename);
   const shown = original === "" ? FALLBACK_NAME : original;
   const batchId = input.batchId ?? null;
@@ -160,7 +161,7 @@ export async function uploadFile(deps: UploadDeps, input: UploadFileInput): Prom
  * @example
  * const { file, url } = await commitStoredFile(deps, { ...row, status: "stored" });
  */
-export async function commitStoredFile(deps: UploadDeps, file: NewFile): Promise<StoredUpload> {
+export async function commitStoredFile(deps: AppDeps, file: NewFile): Promise<StoredUpload> {
   const pending = { ...file, status: "stored" as const, metadata: file.metadata ?? {} };
   let url: string | null = null;
   try {
@@ -213,7 +214,7 @@ export function storedPayload(file: UploadFileRecord): Record<string, unknown> {
 }
 
 async function ensureOpenBatch(
-  deps: UploadDeps,
+  deps: AppDeps,
   batchId: string,
   uploader: Uploader | null,
 ): Promise<void> {

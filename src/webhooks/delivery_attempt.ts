@@ -4,20 +4,13 @@
  * (delivered, retry with backoff, or failed). No database access here: the caller holds no lock
  * or transaction while this runs (SPEC §5 Delivery).
  */
+import type { Clock } from "../app_deps.ts";
 import type { Config } from "../config/config.ts";
 import { newId } from "../db/ids.ts";
 import { applyRetryAfter, nextAttemptDelaySeconds } from "./backoff.ts";
 import type { AttemptRow, ClaimedDelivery, DeliveryUpdate } from "../outbox/deliveries_repo.ts";
 import { sendToEndpoint } from "./send.ts";
 import type { Lookup } from "./ssrf_guard.ts";
-
-/** A source of the current time (injected in tests). */
-export interface Clock {
-  now(): Date;
-}
-
-/** The real clock. */
-export const systemClock: Clock = { now: () => new Date() };
 
 /** How an attempt ended, as counted in `portal_webhook_deliveries_total{outcome}`. */
 export type AttemptKind = "delivered" | "retry" | "failed" | "refused";

@@ -20,12 +20,8 @@ import {
   releaseLeases,
   rollUpEvents,
 } from "../outbox/deliveries_repo.ts";
-import {
-  attemptDelivery,
-  type AttemptOutcome,
-  type Clock,
-  systemClock,
-} from "./delivery_attempt.ts";
+import { type Clock, systemClock } from "../app_deps.ts";
+import { attemptDelivery, type AttemptOutcome } from "./delivery_attempt.ts";
 import { attemptDurationHistogram, deliveriesCounter } from "./delivery_metrics.ts";
 import { FAN_OUT_BATCH, fanOutDueEvents } from "./fanout.ts";
 import type { Lookup } from "./ssrf_guard.ts";

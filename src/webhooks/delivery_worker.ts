@@ -5,7 +5,7 @@
  */
 import { OUTBOX_CHANNEL } from "../outbox/emit.ts";
 import { nextDueAt } from "../outbox/deliveries_repo.ts";
-import { systemClock } from "./delivery_attempt.ts";
+import { systemClock } from "../app_deps.ts";
 import { type DeliveryCounts, type DeliveryDeps, DeliveryEngine } from "./delivery_engine.ts";
 
 export type { DeliveryCounts, DeliveryDeps } from "./delivery_engine.ts";

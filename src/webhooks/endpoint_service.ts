@@ -8,7 +8,8 @@ import type { Database } from "../db/db.ts";
 import { isUuid, newId } from "../db/ids.ts";
 import { VERSION } from "../version.ts";
 import { rollUpEvents } from "../outbox/deliveries_repo.ts";
-import { type Clock, messageId, signingSecrets, systemClock } from "./delivery_attempt.ts";
+import { type Clock, systemClock } from "../app_deps.ts";
+import { messageId, signingSecrets } from "./delivery_attempt.ts";
 import {
   deleteEndpointRow,
   findEndpoint,

@@ -4,7 +4,7 @@ import type { Database } from "../../src/db/db.ts";
 import { silentLogger } from "../../src/log/logger.ts";
 import { Metrics } from "../../src/metrics/metrics.ts";
 import { emitEvent } from "../../src/outbox/emit.ts";
-import type { Clock } from "../../src/webhooks/delivery_attempt.ts";
+import type { Clock } from "../../src/app_deps.ts";
 import type { DeliveryDeps } from "../../src/webhooks/delivery_worker.ts";
 
 /** A config for tests: private targets allowed (receivers live on 127.0.0.1). */
