@@ -20,7 +20,7 @@ import { emitEvent } from "../src/outbox/emit.ts";
 import { configFrom } from "../src/config/config.ts";
 import { silentLogger } from "../src/log/logger.ts";
 import { Metrics } from "../src/metrics/metrics.ts";
-import { LocalStorageAdapter } from "../src/storage/local_storage.ts";
+import { LocalStorageAdapter } from "../src/storage/local/local_storage.ts";
 import type { AppDeps } from "../src/app_deps.ts";
 import { uploadFile } from "../src/uploads/upload_service.ts";
 import { join } from "node:path";

@@ -6,7 +6,7 @@ import {
   ListObjectsV2Command,
 } from "@aws-sdk/client-s3";
 import { contentDisposition } from "../src/storage/content_disposition.ts";
-import { S3StorageAdapter, type S3StorageOptions } from "../src/storage/s3_storage.ts";
+import { S3StorageAdapter, type S3StorageOptions } from "../src/storage/s3/s3_storage.ts";
 import { checkStorage } from "../src/storage/storage_check.ts";
 import { StorageError } from "../src/storage/storage.ts";
 import { operatorClient, startS3rver, type TestS3 } from "./helpers/s3rver.ts";

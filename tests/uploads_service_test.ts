@@ -12,7 +12,7 @@ import { findFile } from "../src/uploads/files_repo.ts";
 import { IllegalTransitionError, UploadError } from "../src/uploads/upload_errors.ts";
 import { MultipartUploadError, uploadMultipart } from "../src/uploads/multipart_upload.ts";
 import { verifyDownloadLink } from "../src/uploads/download_links.ts";
-import { LocalStorageAdapter } from "../src/storage/local_storage.ts";
+import { LocalStorageAdapter } from "../src/storage/local/local_storage.ts";
 import {
   bucketKeys,
   createTestUser,

@@ -2,8 +2,8 @@
  * Builds the storage adapter the configuration asks for; `main.ts` calls it once.
  */
 import type { Config } from "../config/config.ts";
-import { LocalStorageAdapter } from "./local_storage.ts";
-import { S3StorageAdapter } from "./s3_storage.ts";
+import { LocalStorageAdapter } from "./local/local_storage.ts";
+import { S3StorageAdapter } from "./s3/s3_storage.ts";
 import type { StorageAdapter } from "./storage.ts";
 
 /**

@@ -2,7 +2,7 @@
  * Classifies what the AWS SDK throws (S3 error responses, socket errors, aborts) into the
  * StorageError kinds callers act on, with messages that name the endpoint and bucket.
  */
-import { StorageError, type StorageErrorKind } from "./storage.ts";
+import { StorageError, type StorageErrorKind } from "../storage.ts";
 
 /** Where a failed S3 call was going, for the message. */
 export interface S3ErrorContext {

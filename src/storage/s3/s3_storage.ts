@@ -1,14 +1,15 @@
 /**
- * Storage in an S3-compatible bucket (AWS, MinIO, R2, Ceph). Writes stream through a
- * hand-written multipart upload with a bounded number of parts in memory; any failure aborts
- * the upload so no object and no dangling multipart upload remain.
+ * Storage in an S3-compatible bucket (AWS, MinIO, R2, Ceph): the adapter. Writes stream through
+ * `multipart_writer.ts` with a bounded number of parts in memory (`part_buffers.ts`); any
+ * failure aborts the upload so no object and no dangling multipart upload remain.
+ *
+ * Longer than most files here on purpose: it is one class, each method one short sequence of S3
+ * calls implementing one operation of the `StorageAdapter` contract (parts, objects, presigned
+ * links, clean-up of incomplete uploads); splitting it would scatter the contract.
  */
 import {
   AbortMultipartUploadCommand,
-  type CompletedPart,
-  CompleteMultipartUploadCommand,
   CreateBucketCommand,
-  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   type GetObjectCommandOutput,
@@ -16,34 +17,33 @@ import {
   HeadObjectCommand,
   ListMultipartUploadsCommand,
   ListObjectsV2Command,
-  PutObjectCommand,
   S3Client,
-  UploadPartCommand,
 } from "@aws-sdk/client-s3";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
-import { createHash } from "node:crypto";
-import { contentDisposition } from "./content_disposition.ts";
+import { contentDisposition } from "../content_disposition.ts";
+import { writeObject } from "./multipart_writer.ts";
+import { PartBuffers } from "./part_buffers.ts";
 import { s3StorageError } from "./s3_errors.ts";
 import {
-  abortedError,
-  assertValidKey,
-  assertValidPart,
-  assertValidRange,
-  assertValidSession,
   type ByteRange,
   type DownloadUrlOptions,
   type ObjectBody,
   type ObjectInfo,
-  partKey,
-  PARTS_PREFIX,
   type PutObjectOptions,
-  readChunks,
-  sliceStream,
   type StorageAdapter,
   StorageError,
   type StoredObject,
   type WriteOptions,
-} from "./storage.ts";
+} from "../storage.ts";
+import {
+  assertValidKey,
+  assertValidPart,
+  assertValidRange,
+  assertValidSession,
+  partKey,
+  PARTS_PREFIX,
+} from "../keys.ts";
+import { sliceStream } from "../streams.ts";
 
 /** Options of `S3StorageAdapter`, named after the `AWS_*` settings. */
 export interface S3StorageOptions {
@@ -69,7 +69,6 @@ export interface S3StorageOptions {
 }
 
 const MIB = 1024 * 1024;
-const MAX_PARTS = 10_000;
 const MAX_PRESIGN_SECONDS = 7 * 24 * 3600; // SigV4 limit
 const DELETE_CONCURRENCY = 8;
 
@@ -84,7 +83,7 @@ export class S3StorageAdapter implements StorageAdapter {
   #querystringAuth: boolean;
   #partSize: number;
   #partsInFlight: number;
-  #buffers: Uint8Array<ArrayBuffer>[] = [];
+  #buffers: PartBuffers;
 
   constructor(options: S3StorageOptions) {
     this.bucket = options.bucket;
@@ -92,6 +91,7 @@ export class S3StorageAdapter implements StorageAdapter {
     this.#querystringAuth = options.querystringAuth;
     this.#partSize = options.partSize ?? 8 * MIB;
     this.#partsInFlight = Math.max(1, options.partsInFlight ?? 3);
+    this.#buffers = new PartBuffers(this.#partSize, this.#partsInFlight);
     this.#client = new S3Client({
       region: options.region,
       endpoint: options.endpointUrl ?? undefined,
@@ -370,176 +370,25 @@ export class S3StorageAdapter implements StorageAdapter {
     }
   }
 
-  /**
-   * Reads `body` into part-sized buffers: below one part a single PutObject, otherwise a
-   * multipart upload with at most `partsInFlight` parts sending while the next one fills.
-   */
+  /** Streams `body` to `key` (multipart_writer.ts). */
   async #upload(
     key: string,
     body: ReadableStream<Uint8Array>,
     action: string,
     options: PutObjectOptions,
   ): Promise<StoredObject> {
-    const { signal } = options;
-    const partSize = this.#partSize;
-    const hash = createHash("sha256");
-    let size = 0;
-    // The buffer being filled; null once handed to a part, which gives it back when sent.
-    let buffer: Uint8Array<ArrayBuffer> | null = this.#takeBuffer();
-    let filled = 0;
-    let uploadId: string | undefined;
-    let partCount = 0;
-    const parts: CompletedPart[] = [];
-    const inFlight = new Set<Promise<void>>();
-    // Held in an object so TypeScript sees the writes made by the part callbacks.
-    const state: { failure: { error: unknown } | null } = { failure: null };
-    const send = { abortSignal: signal };
-
-    const startPart = async (whole: Uint8Array<ArrayBuffer>, length: number) => {
-      while (inFlight.size >= this.#partsInFlight) await Promise.race(inFlight);
-      if (state.failure) throw state.failure.error;
-      const partNumber = ++partCount;
-      if (partNumber > MAX_PARTS) {
-        throw new StorageError(
-          "io",
-          `Cannot ${action}: it is larger than ${MAX_PARTS} parts of ${partSize} bytes`,
-        );
-      }
-      const id = uploadId!;
-      // The SDK sends a view of the buffer as is (no copy); the buffer is reused only after
-      // the request has completed.
-      const task: Promise<void> = this.#attempt(action, () =>
-        this.#client.send(
-          new UploadPartCommand({
-            Bucket: this.bucket,
-            Key: key,
-            UploadId: id,
-            PartNumber: partNumber,
-            Body: whole.subarray(0, length),
-          }),
-          send,
-        ))
-        .then(
-          (output) => void parts.push({ PartNumber: partNumber, ETag: output.ETag }),
-          (error) => void (state.failure ??= { error }),
-        )
-        .finally(() => {
-          inFlight.delete(task);
-          this.#giveBackBuffer(whole);
-        });
-      inFlight.add(task);
-    };
-
-    try {
-      for await (
-        const chunk of readChunks(body, {
-          signal,
-          onAbort: () => abortedError(action, signal!),
-        })
-      ) {
-        hash.update(chunk);
-        size += chunk.byteLength;
-        let offset = 0;
-        while (offset < chunk.byteLength) {
-          buffer ??= this.#takeBuffer();
-          const n = Math.min(chunk.byteLength - offset, partSize - filled);
-          buffer.set(chunk.subarray(offset, offset + n), filled);
-          filled += n;
-          offset += n;
-          if (filled < partSize) continue;
-          uploadId ??= await this.#createMultipart(key, action, options);
-          const full = buffer;
-          buffer = null;
-          filled = 0;
-          await startPart(full, partSize);
-        }
-        if (state.failure) throw state.failure.error;
-      }
-      if (uploadId === undefined) {
-        const data = (buffer ?? new Uint8Array(0)).subarray(0, filled);
-        await this.#attempt(action, () =>
-          this.#client.send(
-            new PutObjectCommand({
-              Bucket: this.bucket,
-              Key: key,
-              Body: data,
-              ContentType: options.contentType,
-              ContentDisposition: options.contentDisposition,
-            }),
-            send,
-          ));
-      } else {
-        if (buffer !== null && filled > 0) {
-          const last = buffer;
-          buffer = null;
-          await startPart(last, filled);
-        }
-        await Promise.all(inFlight);
-        if (state.failure) throw state.failure.error;
-        parts.sort((a, b) => a.PartNumber! - b.PartNumber!);
-        const id = uploadId;
-        await this.#attempt(action, () =>
-          this.#client.send(
-            new CompleteMultipartUploadCommand({
-              Bucket: this.bucket,
-              Key: key,
-              UploadId: id,
-              MultipartUpload: { Parts: parts },
-            }),
-            send,
-          ));
-      }
-    } catch (error) {
-      // Parts still sending would land after the abort and linger on some servers.
-      await Promise.all(inFlight);
-      if (uploadId !== undefined) await this.#abortMultipart(key, uploadId);
-      throw error;
-    } finally {
-      if (buffer !== null) this.#giveBackBuffer(buffer);
-    }
-    return { size, sha256: hash.digest("hex") };
-  }
-
-  /** A part buffer from the pool, or a new one. */
-  #takeBuffer(): Uint8Array<ArrayBuffer> {
-    return this.#buffers.pop() ?? new Uint8Array(this.#partSize);
-  }
-
-  /**
-   * Keeps one upload's worth of part buffers for the next uploads. Buffers dropped after each
-   * upload would wait for a major GC, and the next upload would allocate new ones meanwhile:
-   * peak RSS grew by the pool's size per upload until V8 collected them (measured).
-   */
-  #giveBackBuffer(buffer: Uint8Array<ArrayBuffer>): void {
-    if (this.#buffers.length <= this.#partsInFlight) this.#buffers.push(buffer);
-  }
-
-  async #createMultipart(key: string, action: string, options: PutObjectOptions): Promise<string> {
-    const output = await this.#attempt(action, () =>
-      this.#client.send(
-        new CreateMultipartUploadCommand({
-          Bucket: this.bucket,
-          Key: key,
-          ContentType: options.contentType,
-          ContentDisposition: options.contentDisposition,
-        }),
-        { abortSignal: options.signal },
-      ));
-    if (!output.UploadId) {
-      throw new StorageError("io", `Cannot ${action}: the server returned no multipart upload id`);
-    }
-    return output.UploadId;
-  }
-
-  async #abortMultipart(key: string, uploadId: string): Promise<void> {
-    try {
-      await this.#client.send(
-        new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }),
-      );
-    } catch {
-      // The original failure is what the caller needs; a bucket lifecycle rule
-      // (AbortIncompleteMultipartUpload) is the backstop for uploads that cannot be aborted.
-    }
+    return await writeObject({
+      client: this.#client,
+      bucket: this.bucket,
+      key,
+      body,
+      action,
+      options,
+      partSize: this.#partSize,
+      partsInFlight: this.#partsInFlight,
+      buffers: this.#buffers,
+      attempt: (what, run) => this.#attempt(what, run),
+    });
   }
 
   async #attempt<T>(action: string, run: () => Promise<T>): Promise<T> {
