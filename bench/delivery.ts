@@ -31,7 +31,7 @@ const SERVER_URL = Deno.env.get("BENCH_DATABASE_URL") ??
   "postgres://postgres@127.0.0.1:5432/postgres";
 const THROUGHPUT_EVENTS = Number(Deno.env.get("BENCH_EVENTS") ?? 20_000);
 const LATENCY_EVENTS = Number(Deno.env.get("BENCH_LATENCY_EVENTS") ?? 500);
-const WORKER = new URL("../tests/fixtures/delivery_worker.ts", import.meta.url).pathname;
+const WORKER = new URL("../tests/fixtures/delivery_loop.ts", import.meta.url).pathname;
 const RECEIVER = new URL("./delivery_receiver.ts", import.meta.url).pathname;
 
 interface ReceiverStats {

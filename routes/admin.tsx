@@ -7,7 +7,7 @@
 import { type Context, Hono } from "hono";
 import type { ComponentChildren } from "preact";
 import { isUuid } from "../src/db/ids.ts";
-import type { AppDeps, AppEnv } from "../src/http/context.ts";
+import type { AppDeps, AppEnv } from "../src/http/app_env.ts";
 import { HttpError } from "../src/http/errors.ts";
 import { checkCsrf } from "../src/http/middleware.ts";
 import { renderPage } from "../src/http/render.tsx";

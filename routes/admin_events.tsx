@@ -4,7 +4,7 @@
  * /admin/events/retry-failed: start failed deliveries again from attempt 0 (SPEC §5 Delivery).
  */
 import { Hono } from "hono";
-import type { AppDeps, AppEnv } from "../src/http/context.ts";
+import type { AppDeps, AppEnv } from "../src/http/app_env.ts";
 import { HttpError } from "../src/http/errors.ts";
 import { renderPage } from "../src/http/render.tsx";
 import {

@@ -4,7 +4,7 @@
  */
 import { Hono } from "hono";
 import { listAllUsers } from "../src/auth/account_service.ts";
-import type { AppDeps, AppEnv } from "../src/http/context.ts";
+import type { AppDeps, AppEnv } from "../src/http/app_env.ts";
 import { HttpError } from "../src/http/errors.ts";
 import { renderPage } from "../src/http/render.tsx";
 import { FILE_STATUSES, type FilePage, listVisibleFiles } from "../src/uploads/file_service.ts";

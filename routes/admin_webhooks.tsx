@@ -4,7 +4,7 @@
  * rotating) is rendered once in the POST's answer and never put in a URL.
  */
 import { type Context, Hono } from "hono";
-import type { AppDeps, AppEnv } from "../src/http/context.ts";
+import type { AppDeps, AppEnv } from "../src/http/app_env.ts";
 import { renderPage } from "../src/http/render.tsx";
 import type { Status } from "../src/http/errors.ts";
 import {

@@ -1,6 +1,6 @@
 /** GET /: the signed-in user's start page. */
 import { Hono } from "hono";
-import type { AppDeps, AppEnv } from "../src/http/context.ts";
+import type { AppDeps, AppEnv } from "../src/http/app_env.ts";
 import { requireUser } from "../src/http/middleware.ts";
 import { renderPage } from "../src/http/render.tsx";
 

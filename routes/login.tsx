@@ -4,7 +4,7 @@ import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import { bodyLimit } from "hono/body-limit";
 import { createHmac, randomBytes } from "node:crypto";
 import { authenticate, endSession, startSession } from "../src/auth/account_service.ts";
-import type { AppDeps, AppEnv } from "../src/http/context.ts";
+import type { AppDeps, AppEnv } from "../src/http/app_env.ts";
 import { HttpError } from "../src/http/errors.ts";
 import { readForm } from "../src/http/form_body.ts";
 import { checkCsrf, safeEqual, SESSION_COOKIE } from "../src/http/middleware.ts";

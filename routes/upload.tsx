@@ -4,7 +4,7 @@
  * for `Accept: application/json`.
  */
 import { Hono } from "hono";
-import type { AppDeps, AppEnv } from "../src/http/context.ts";
+import type { AppDeps, AppEnv } from "../src/http/app_env.ts";
 import { HttpError, UPLOAD_ERROR_STATUS, wantsJson } from "../src/http/errors.ts";
 import { Island } from "../src/http/island.tsx";
 import { checkCsrf, requireUser } from "../src/http/middleware.ts";

@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { Webhook } from "npm:standardwebhooks@1.1.1";
 import { createApp } from "../src/http/app.ts";
 import { startServer } from "../src/http/server.ts";
-import { startDeliveryLoop } from "../src/webhooks/delivery_worker.ts";
+import { startDeliveryLoop } from "../src/webhooks/delivery_loop.ts";
 import { addEndpoint } from "../src/webhooks/endpoint_service.ts";
 import { freePort } from "./helpers/app.ts";
 import { startReceiver } from "./helpers/receiver.ts";

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { Hono } from "hono";
 import { AccountError, authenticate, normalizeEmail } from "../src/auth/account_service.ts";
 import { createApp } from "../src/http/app.ts";
-import type { AppDeps, AppEnv } from "../src/http/context.ts";
+import type { AppDeps, AppEnv } from "../src/http/app_env.ts";
 import { handleError } from "../src/http/errors.ts";
 import { Browser, captureLogger, formField, login, startTestServer } from "./helpers/app.ts";
 import {

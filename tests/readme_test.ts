@@ -13,7 +13,7 @@ import { createApiToken, createUser } from "../src/auth/account_service.ts";
 import { createApp } from "../src/http/app.ts";
 import { startServer } from "../src/http/server.ts";
 import { addEndpoint } from "../src/webhooks/endpoint_service.ts";
-import { deliverDueOnce } from "../src/webhooks/delivery_worker.ts";
+import { deliverDueOnce } from "../src/webhooks/delivery_loop.ts";
 
 const README = new URL("../README.md", import.meta.url);
 

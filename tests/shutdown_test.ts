@@ -4,7 +4,7 @@ import { startReceiver } from "./helpers/receiver.ts";
 import { deliveryDeps, emit } from "./helpers/webhooks.ts";
 import { startBackground } from "../src/jobs/background.ts";
 import { addEndpoint } from "../src/webhooks/endpoint_service.ts";
-import { deliverDueOnce } from "../src/webhooks/delivery_worker.ts";
+import { deliverDueOnce } from "../src/webhooks/delivery_loop.ts";
 
 const BACKLOG = 120;
 

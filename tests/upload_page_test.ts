@@ -12,7 +12,7 @@ import { renderToString } from "preact-render-to-string";
 import { h } from "preact";
 import { createUser } from "../src/auth/account_service.ts";
 import { createApp } from "../src/http/app.ts";
-import type { AppDeps } from "../src/http/context.ts";
+import type { AppDeps } from "../src/http/app_env.ts";
 import { Island } from "../src/http/island.tsx";
 import { startServer } from "../src/http/server.ts";
 import { DEFAULT_ALLOWED_TYPES } from "../src/config/settings.ts";

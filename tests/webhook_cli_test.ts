@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { createMigratedDatabase } from "./helpers/db.ts";
 import { startReceiver } from "./helpers/receiver.ts";
 import { deliveryDeps, emit, webhookTestConfig } from "./helpers/webhooks.ts";
-import { deliverDueOnce } from "../src/webhooks/delivery_worker.ts";
+import { deliverDueOnce } from "../src/webhooks/delivery_loop.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 

@@ -12,7 +12,7 @@ import {
   webhookTestConfig,
 } from "./helpers/webhooks.ts";
 import { Metrics } from "../src/metrics/metrics.ts";
-import { deliverDueOnce, startDeliveryLoop } from "../src/webhooks/delivery_worker.ts";
+import { deliverDueOnce, startDeliveryLoop } from "../src/webhooks/delivery_loop.ts";
 import { registerDeliveryMetrics } from "../src/webhooks/delivery_metrics.ts";
 import {
   addEndpoint,

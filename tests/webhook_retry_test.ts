@@ -9,7 +9,7 @@ import {
   ManualClock,
   webhookTestConfig,
 } from "./helpers/webhooks.ts";
-import { deliverDueOnce } from "../src/webhooks/delivery_worker.ts";
+import { deliverDueOnce } from "../src/webhooks/delivery_loop.ts";
 import { applyDeliveryUpdates, claimDueDeliveries } from "../src/outbox/deliveries_repo.ts";
 import { fanOutDueEvents } from "../src/webhooks/fanout.ts";
 import {

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import { Webhook } from "npm:standardwebhooks@1.1.1";
-import { parseRetryAfter, type SendTarget, sendWebhook } from "../src/webhooks/http_sender.ts";
-import { buildWebhookRequest, generateSecret } from "../src/webhooks/signer.ts";
+import { parseRetryAfter, type SendTarget, sendWebhook } from "../src/webhooks/webhook_sender.ts";
+import { buildWebhookRequest, generateSecret } from "../src/webhooks/webhook_signer.ts";
 
 // Test-only PKI (EC P-256, valid until 2126) for the HTTPS tests: a CA and a leaf certificate for
 // DNS:webhook.test signed by it. Generated with openssl; trusted nowhere but in this file.

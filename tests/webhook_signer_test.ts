@@ -7,7 +7,7 @@ import {
   signStandard,
   verifyStandard,
   type WebhookRequestInput,
-} from "../src/webhooks/signer.ts";
+} from "../src/webhooks/webhook_signer.ts";
 
 // Published test vector of the Standard Webhooks spec (spec.md §Signature scheme and the
 // reference libraries' test suites).

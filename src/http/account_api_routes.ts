@@ -1,7 +1,7 @@
 /** /api/v1/me and /api/v1/tokens: who am I, and tokens for scripts. */
 import { Hono } from "hono";
 import { createApiToken } from "../auth/account_service.ts";
-import type { AppDeps, AppEnv } from "./context.ts";
+import type { AppDeps, AppEnv } from "./app_env.ts";
 import { HttpError } from "./errors.ts";
 import { readJsonObject } from "./json_body.ts";
 

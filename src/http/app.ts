@@ -11,7 +11,7 @@
  *   /api/v1/*                   bearer token (account_api_routes.ts, upload_api_routes.ts, ...)
  */
 import { Hono } from "hono";
-import type { AppDeps, AppEnv } from "./context.ts";
+import type { AppDeps, AppEnv } from "./app_env.ts";
 import { handleError, handleNotFound } from "./errors.ts";
 import {
   loadSession,

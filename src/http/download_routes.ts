@@ -11,7 +11,7 @@ import { contentDisposition } from "../storage/content_disposition.ts";
 import { authorizeDownload, openDownload, presentation } from "../uploads/download_service.ts";
 import type { UploadFileRecord } from "../uploads/files_repo.ts";
 import { etagMatches, parseRange } from "./byte_range.ts";
-import type { AppDeps, AppEnv } from "./context.ts";
+import type { AppDeps, AppEnv } from "./app_env.ts";
 import { HttpError, wantsJson } from "./errors.ts";
 
 const SAFETY_HEADERS = {

@@ -8,7 +8,7 @@ import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { UploadErrorCode } from "../uploads/upload_errors.ts";
-import type { AppEnv } from "./context.ts";
+import type { AppEnv } from "./app_env.ts";
 import { renderPage } from "./render.tsx";
 import { ErrorPage } from "../../routes/_error.tsx";
 

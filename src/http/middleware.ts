@@ -6,7 +6,7 @@ import type { Context, MiddlewareHandler } from "hono";
 import { getCookie } from "hono/cookie";
 import { timingSafeEqual } from "node:crypto";
 import { resolveApiToken, resolveSession, type User } from "../auth/account_service.ts";
-import type { AppDeps, AppEnv } from "./context.ts";
+import type { AppDeps, AppEnv } from "./app_env.ts";
 import { clientAddress } from "./client_address.ts";
 import { HttpError, wantsJson } from "./errors.ts";
 

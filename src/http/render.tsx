@@ -3,7 +3,7 @@ import type { Context } from "hono";
 import type { ComponentChildren } from "preact";
 import { renderToString } from "preact-render-to-string";
 import { Layout } from "../../routes/_layout.tsx";
-import type { AppEnv } from "./context.ts";
+import type { AppEnv } from "./app_env.ts";
 import type { Status } from "./errors.ts";
 
 /** Options for `renderPage`. */

@@ -8,7 +8,7 @@
 import type { Context } from "hono";
 import { batchJson, fileJson } from "../uploads/file_json.ts";
 import type { MultipartUploadError, MultipartUploadResult } from "../uploads/multipart_upload.ts";
-import type { AppEnv } from "./context.ts";
+import type { AppEnv } from "./app_env.ts";
 import { UPLOAD_ERROR_STATUS } from "./errors.ts";
 
 /** `{batch, files}` of a multipart upload's result. */

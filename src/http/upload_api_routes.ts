@@ -24,7 +24,7 @@ import {
 import { multipartBoundary } from "../uploads/multipart_stream.ts";
 import { IllegalTransitionError, UploadError } from "../uploads/upload_errors.ts";
 import { uploadFile } from "../uploads/upload_service.ts";
-import type { AppDeps, AppEnv } from "./context.ts";
+import type { AppDeps, AppEnv } from "./app_env.ts";
 import { HttpError, UPLOAD_ERROR_STATUS } from "./errors.ts";
 import { readJsonObject } from "./json_body.ts";
 import { uploadAnswer, uploadRefusalAnswer } from "./upload_answer.ts";

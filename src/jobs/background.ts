@@ -4,7 +4,7 @@
  */
 import { hostname } from "node:os";
 import type { AppDeps } from "../app_deps.ts";
-import { startDeliveryLoop } from "../webhooks/delivery_worker.ts";
+import { startDeliveryLoop } from "../webhooks/delivery_loop.ts";
 import { startScheduler, type TickOutcome } from "./scheduler.ts";
 import { portalJobs } from "./portal_jobs.ts";
 

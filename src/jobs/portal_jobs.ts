@@ -8,7 +8,7 @@ import {
   deleteIncompleteUploads,
   notifyExpiringFiles,
 } from "../uploads/upload_jobs.ts";
-import type { DeliveryLoop } from "../webhooks/delivery_worker.ts";
+import type { DeliveryLoop } from "../webhooks/delivery_loop.ts";
 import { deleteOldEvents } from "../webhooks/event_service.ts";
 import { housekeeping } from "./housekeeping.ts";
 import type { JobDefinition } from "./scheduler.ts";

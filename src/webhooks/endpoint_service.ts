@@ -21,7 +21,7 @@ import {
   type WebhookEndpoint,
 } from "./endpoints_repo.ts";
 import { sendToEndpoint } from "./send.ts";
-import { generateSecret, SECRET_PREFIX } from "./signer.ts";
+import { generateSecret, SECRET_PREFIX } from "./webhook_signer.ts";
 import type { Lookup } from "./ssrf_guard.ts";
 
 export type { WebhookEndpoint } from "./endpoints_repo.ts";

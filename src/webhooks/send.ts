@@ -4,8 +4,8 @@
  * Webhooks headers), and send it to the checked address.
  */
 import type { Config } from "../config/config.ts";
-import { type SendResult, sendWebhook } from "./http_sender.ts";
-import { buildWebhookRequest, type WebhookRequestInput } from "./signer.ts";
+import { type SendResult, sendWebhook } from "./webhook_sender.ts";
+import { buildWebhookRequest, type WebhookRequestInput } from "./webhook_signer.ts";
 import { type Lookup, resolveTarget } from "./ssrf_guard.ts";
 
 /** What sending needs besides the message. */

@@ -9,7 +9,7 @@ import { ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { createApiToken, createUser, type User } from "../../src/auth/account_service.ts";
 import { configFrom } from "../../src/config/config.ts";
 import type { Database } from "../../src/db/db.ts";
-import type { AppDeps } from "../../src/http/context.ts";
+import type { AppDeps } from "../../src/http/app_env.ts";
 import { silentLogger } from "../../src/log/logger.ts";
 import { Metrics } from "../../src/metrics/metrics.ts";
 import { LocalStorageAdapter } from "../../src/storage/local/local_storage.ts";

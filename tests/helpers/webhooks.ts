@@ -5,7 +5,7 @@ import { silentLogger } from "../../src/log/logger.ts";
 import { Metrics } from "../../src/metrics/metrics.ts";
 import { emitEvent } from "../../src/outbox/emit.ts";
 import type { Clock } from "../../src/app_deps.ts";
-import type { DeliveryDeps } from "../../src/webhooks/delivery_worker.ts";
+import type { DeliveryDeps } from "../../src/webhooks/delivery_loop.ts";
 
 /** A config for tests: private targets allowed (receivers live on 127.0.0.1). */
 export function webhookTestConfig(env: Record<string, string> = {}): Readonly<Config> {

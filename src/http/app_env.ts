@@ -1,4 +1,4 @@
-/** Types shared by the HTTP layer: what handlers receive and what the app is built from. */
+/** The Hono environment of Portal's apps: the per-request values middleware sets (and `AppDeps`). */
 import type { Logger } from "../log/logger.ts";
 import type { SessionWithUser, User } from "../auth/account_service.ts";
 
