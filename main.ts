@@ -1,8 +1,10 @@
 /**
  * `portal`: the entry point. Finds the command in the table (`src/cli/commands.ts`), runs it,
  * and turns its outcome into the exit code: 0 ok, 1 runtime error, 2 usage or configuration
- * error. The only module with process side effects beyond the commands it runs.
+ * error. It hands the commands the route table (app.ts), so src/ never imports routes/. The
+ * only module with process side effects beyond the commands it runs.
  */
+import { createApp, createWorkerApp } from "./app.ts";
 import { commandContext, ConfigError, findCommand, mainUsage } from "./src/cli/commands.ts";
 import { type CommandIo, UsageError } from "./src/cli/cli_types.ts";
 import { COMMAND_USAGE } from "./src/cli/usage.ts";
@@ -40,7 +42,10 @@ async function main(argv: string[]): Promise<number> {
   try {
     const found = findCommand(argv);
     if (found === null) throw new UsageError(`unknown command "${argv.join(" ")}"`);
-    return await found.command.run(commandContext({ ...io, args: found.rest }));
+    return await found.command.run(commandContext({ ...io, args: found.rest }, {
+      web: createApp,
+      worker: createWorkerApp,
+    }));
   } catch (error) {
     if (error instanceof ConfigError) {
       console.error("Cannot start: invalid configuration:");

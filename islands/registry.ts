@@ -1,5 +1,5 @@
 /**
- * Every island by the name its marker carries. The server's `<Island>` (src/http/island.tsx)
+ * Every island by the name its marker carries. The server's `<Island>` (components/Island.tsx)
  * renders from this table and `boot.ts` hydrates from it, so the two cannot disagree.
  */
 import UploadZone from "./UploadZone.tsx";

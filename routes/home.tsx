@@ -2,7 +2,7 @@
 import { Hono } from "hono";
 import type { AppDeps, AppEnv } from "../src/http/app_env.ts";
 import { requireUser } from "../src/http/middleware.ts";
-import { renderPage } from "../src/http/render.tsx";
+import { renderPage } from "../components/render.tsx";
 
 /** Routes for the home page. */
 export function homeRoutes(_deps: AppDeps): Hono<AppEnv> {

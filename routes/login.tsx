@@ -8,7 +8,7 @@ import type { AppDeps, AppEnv } from "../src/http/app_env.ts";
 import { HttpError } from "../src/http/errors.ts";
 import { readForm } from "../src/http/form_body.ts";
 import { checkCsrf, safeEqual, SESSION_COOKIE } from "../src/http/middleware.ts";
-import { renderPage } from "../src/http/render.tsx";
+import { renderPage } from "../components/render.tsx";
 
 const LOGIN_CSRF_COOKIE = "portal_login_csrf";
 

@@ -6,9 +6,9 @@
 import { Hono } from "hono";
 import type { AppDeps, AppEnv } from "../src/http/app_env.ts";
 import { HttpError, UPLOAD_ERROR_STATUS, wantsJson } from "../src/http/errors.ts";
-import { Island } from "../src/http/island.tsx";
+import { Island } from "../components/Island.tsx";
 import { checkCsrf, requireUser } from "../src/http/middleware.ts";
-import { renderPage } from "../src/http/render.tsx";
+import { renderPage } from "../components/render.tsx";
 import { uploadAnswer, uploadRefusalAnswer } from "../src/http/upload_answer.ts";
 import {
   MultipartUploadError,

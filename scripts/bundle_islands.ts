@@ -1,7 +1,7 @@
 /**
  * `deno task bundle`: builds the browser bundle of the islands (islands/boot.ts and what it
  * imports) into static/islands.js, which is committed and embedded by
- * src/http/static_routes.ts so the compiled binary carries it. Run it after changing anything
+ * routes/static.ts so the compiled binary carries it. Run it after changing anything
  * under islands/; tests/islands_bundle_test.ts fails while the committed file is stale.
  */
 import { fileURLToPath } from "node:url";

@@ -10,7 +10,7 @@ import {
   startSession,
 } from "../src/auth/account_service.ts";
 import type { Database } from "../src/db/db.ts";
-import { createApp } from "../src/http/app.ts";
+import { createApp } from "../app.ts";
 import { Browser, formField, login, testDeps } from "./helpers/app.ts";
 import { createMigratedDatabase } from "./helpers/db.ts";
 

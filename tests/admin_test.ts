@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { createUser, type User } from "../src/auth/account_service.ts";
 import type { Database } from "../src/db/db.ts";
 import { newId } from "../src/db/ids.ts";
-import { createApp } from "../src/http/app.ts";
+import { createApp } from "../app.ts";
 import type { AppDeps } from "../src/http/app_env.ts";
 import { insertFile } from "../src/uploads/files_repo.ts";
 import { deliverDueOnce } from "../src/webhooks/delivery_loop.ts";

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { authenticate } from "../src/auth/account_service.ts";
 import { COMMANDS, findCommand, mainUsage } from "../src/cli/commands.ts";
 import { COMMAND_USAGE } from "../src/cli/usage.ts";
-import { createApp } from "../src/http/app.ts";
+import { createApp } from "../app.ts";
 import { VERSION } from "../src/version.ts";
 import { freePort, testDeps } from "./helpers/app.ts";
 import { runCli } from "./helpers/cli.ts";

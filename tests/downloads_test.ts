@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { createApp } from "../src/http/app.ts";
+import { createApp } from "../app.ts";
 import type { AppDeps } from "../src/http/app_env.ts";
 import { createStorage } from "../src/storage/storage_factory.ts";
 import { signDownload } from "../src/uploads/download_links.ts";

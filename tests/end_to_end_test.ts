@@ -9,7 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { Webhook } from "npm:standardwebhooks@1.1.1";
-import { createApp } from "../src/http/app.ts";
+import { createApp } from "../app.ts";
 import { startServer } from "../src/http/server.ts";
 import { startDeliveryLoop } from "../src/webhooks/delivery_loop.ts";
 import { addEndpoint } from "../src/webhooks/endpoint_service.ts";

@@ -10,7 +10,7 @@ import type { Database } from "../src/db/db.ts";
 import { migrate } from "../src/db/migrate.ts";
 import { MIGRATIONS } from "../src/db/migrations.ts";
 import { newId } from "../src/db/ids.ts";
-import { createApp } from "../src/http/app.ts";
+import { createApp } from "../app.ts";
 import { payloadToSend, signDownload } from "../src/uploads/download_links.ts";
 import { deleteFile } from "../src/uploads/file_service.ts";
 import { uploadFile } from "../src/uploads/upload_service.ts";

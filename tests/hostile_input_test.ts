@@ -7,9 +7,10 @@
 import assert from "node:assert/strict";
 import { Hono } from "hono";
 import { AccountError, authenticate, normalizeEmail } from "../src/auth/account_service.ts";
-import { createApp } from "../src/http/app.ts";
+import { createApp } from "../app.ts";
 import type { AppDeps, AppEnv } from "../src/http/app_env.ts";
-import { handleError } from "../src/http/errors.ts";
+import { errorHandlers } from "../src/http/errors.ts";
+import { renderErrorPage } from "../components/render.tsx";
 import { Browser, captureLogger, formField, login, startTestServer } from "./helpers/app.ts";
 import {
   createTestUser,
@@ -426,11 +427,11 @@ Deno.test("file, batch and download routes answer 404 for a NUL or over-long id"
   });
 });
 
-Deno.test("handleError() answers a value Postgres refuses with 400 and logs only the SQLSTATE", async () => {
+Deno.test("the onError handler answers a value Postgres refuses with 400 and logs only the SQLSTATE", async () => {
   await withHostileApp("hostile_backstop", async ({ fx }) => {
     const { logger, lines } = captureLogger();
     const app = new Hono<AppEnv>();
-    app.onError(handleError);
+    app.onError(errorHandlers(renderErrorPage).onError);
     app.use("*", async (c, next) => {
       const requestId = c.req.header("x-request-id") ?? crypto.randomUUID();
       c.set("requestId", requestId);

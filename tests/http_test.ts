@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createApiToken, createUser } from "../src/auth/account_service.ts";
 import { migrate } from "../src/db/migrate.ts";
-import { createApp } from "../src/http/app.ts";
+import { createApp } from "../app.ts";
 import { clientAddress, matchesRule } from "../src/http/client_address.ts";
 import { startServer } from "../src/http/server.ts";
 import { Browser, captureLogger, freePort, startTestServer, testDeps } from "./helpers/app.ts";

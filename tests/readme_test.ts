@@ -10,7 +10,7 @@ import { freePort, testDeps } from "./helpers/app.ts";
 import { startReceiver } from "./helpers/receiver.ts";
 import { deliveryDeps, emit } from "./helpers/webhooks.ts";
 import { createApiToken, createUser } from "../src/auth/account_service.ts";
-import { createApp } from "../src/http/app.ts";
+import { createApp } from "../app.ts";
 import { startServer } from "../src/http/server.ts";
 import { addEndpoint } from "../src/webhooks/endpoint_service.ts";
 import { deliverDueOnce } from "../src/webhooks/delivery_loop.ts";

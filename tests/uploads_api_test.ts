@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { createApp } from "../src/http/app.ts";
+import { createApp } from "../app.ts";
 import { freePort, login, startTestServer } from "./helpers/app.ts";
 import { type SocketUpload, uploadOverSocket } from "./helpers/socket_upload.ts";
 import {

@@ -21,7 +21,7 @@ import { parseArgs } from "./args.ts";
 import type { CommandIo } from "./cli_types.ts";
 import { embeddedUpgrade } from "./embedded_commands.ts";
 import { eventsList, eventsRetry, eventsShow } from "./events_commands.ts";
-import { migrateCommand, serve, worker } from "./server_commands.ts";
+import { migrateCommand, serve, type ServerApps, worker } from "./server_commands.ts";
 import { storageCheck } from "./storage_commands.ts";
 import {
   webhookAdd,
@@ -47,6 +47,8 @@ export interface CommandContext {
   config(): Readonly<Config>;
   /** Opens and migrates the database around `fn`, closing it after. */
   database(): WithDatabase;
+  /** The HTTP apps `serve` and `worker` run (from app.ts, through main.ts). */
+  apps: ServerApps;
 }
 
 /** One runnable command. */
@@ -73,12 +75,12 @@ export const COMMANDS: readonly CommandSpec[] = [
   {
     path: "serve",
     help: ["serve", "run the web server (and the background jobs unless PORTAL_JOBS=off)"],
-    run: noArgs((ctx) => serve(ctx.config(), logger(ctx.config()))),
+    run: noArgs((ctx) => serve(ctx.config(), logger(ctx.config()), ctx.apps)),
   },
   {
     path: "worker",
     help: ["worker", "run the background jobs only, with /healthz on PORTAL_WORKER_PORT"],
-    run: noArgs((ctx) => worker(ctx.config(), logger(ctx.config()))),
+    run: noArgs((ctx) => worker(ctx.config(), logger(ctx.config()), ctx.apps)),
   },
   {
     path: "migrate",
@@ -180,10 +182,11 @@ export function findCommand(argv: string[]): { command: CommandSpec; rest: strin
 }
 
 /** The context a command runs in, reading settings from `env` when first asked. */
-export function commandContext(io: CommandIo): CommandContext {
+export function commandContext(io: CommandIo, apps: ServerApps): CommandContext {
   let config: Readonly<Config> | null = null;
   const ctx: CommandContext = {
     io,
+    apps,
     config() {
       if (config === null) {
         const result = loadConfig(io.env);

@@ -11,14 +11,24 @@ import type { Logger } from "../log/logger.ts";
 import { bootstrapAdmin } from "../auth/account_service.ts";
 import { loadSecretKey } from "../auth/secret_key.ts";
 import { Metrics } from "../metrics/metrics.ts";
-import { createApp } from "../http/app.ts";
-import { healthRoutes } from "../http/health_routes.ts";
-import { type RunningServer, startServer } from "../http/server.ts";
+import type { AppDeps } from "../app_deps.ts";
+import { type Handler, type RunningServer, startServer } from "../http/server.ts";
 import type { StorageAdapter } from "../storage/storage.ts";
 import { createStorage } from "../storage/storage_factory.ts";
 import { registerDeliveryMetrics } from "../webhooks/delivery_metrics.ts";
 import { type Background, startBackground } from "../jobs/background.ts";
 import type { CommandIo } from "./cli_types.ts";
+
+/**
+ * The HTTP apps the servers run. They are built by the route table (app.ts at the top) and
+ * handed in by main.ts, so nothing under src/ imports routes/.
+ */
+export interface ServerApps {
+  /** The whole web app of `portal serve`. */
+  web(deps: AppDeps): { fetch: Handler };
+  /** The health and metrics app of `portal worker`. */
+  worker(deps: AppDeps): { fetch: Handler };
+}
 
 /** Resolves when SIGINT or SIGTERM arrives. */
 function terminationSignal(): Promise<string> {
@@ -93,14 +103,18 @@ function firstRunBlock(url: string, admin: { email: string; password: string }):
 }
 
 /** `portal serve`. */
-export async function serve(config: Readonly<Config>, logger: Logger): Promise<number> {
+export async function serve(
+  config: Readonly<Config>,
+  logger: Logger,
+  apps: ServerApps,
+): Promise<number> {
   const deps = await openServices(config, logger);
   let firstRun: { email: string; password: string } | null = null;
   if (deps.db.embedded) {
     const admin = await bootstrapAdmin(deps.db, config.adminEmail);
     if (admin) firstRun = admin;
   }
-  const server = await startServer(createApp(deps).fetch, {
+  const server = await startServer(apps.web(deps).fetch, {
     hostname: config.host,
     port: config.port,
     onError: (error) => logger.error("unhandled server error", { error }),
@@ -117,9 +131,13 @@ export async function serve(config: Readonly<Config>, logger: Logger): Promise<n
 }
 
 /** `portal worker`. */
-export async function worker(config: Readonly<Config>, logger: Logger): Promise<number> {
+export async function worker(
+  config: Readonly<Config>,
+  logger: Logger,
+  apps: ServerApps,
+): Promise<number> {
   const deps = await openServices(config, logger);
-  const server = await startServer(healthRoutes(deps).fetch, {
+  const server = await startServer(apps.worker(deps).fetch, {
     hostname: config.host,
     port: config.workerPort,
   });

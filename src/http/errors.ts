@@ -1,6 +1,7 @@
 /**
  * The one place errors become HTTP answers. API clients (paths under /api/, or asking for
- * JSON) get `{"error": {"code", "message"}}`; browsers get a small HTML page. A value Postgres
+ * JSON) get `{"error": {"code", "message"}}`; browsers get the HTML error page, which the app
+ * table hands in (`errorHandlers(renderErrorPage)`: src/ renders no pages). A value Postgres
  * refuses as malformed is the client's fault (400); anything else that is not an HttpError is
  * logged and answered 500 without details.
  */
@@ -9,8 +10,6 @@ import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { UploadErrorCode } from "../uploads/upload_errors.ts";
 import type { AppEnv } from "./app_env.ts";
-import { renderPage } from "./render.tsx";
-import { ErrorPage } from "../../routes/_error.tsx";
 
 /** A status an answer with a body may carry (Hono's type: 204 and 304 have none). */
 export type Status = ContentfulStatusCode;
@@ -49,64 +48,80 @@ export function wantsJson(c: Context): boolean {
   return accept.includes("application/json") && !accept.includes("text/html");
 }
 
-/** Builds the error response for `status`, `code`, `message`. */
-export function errorResponse(
-  c: Context<AppEnv>,
-  status: Status,
-  code: string,
-  message: string,
-  headers: Record<string, string> = {},
-): Response {
-  for (const [name, value] of Object.entries(headers)) c.header(name, value);
-  const requestId = c.get("requestId");
-  if (wantsJson(c)) {
-    return c.json({ error: { code, message, request_id: requestId } }, status);
-  }
-  return renderPage(c, ErrorPage({ status, message, requestId }), { status, title: "Error" });
+/** What the HTML error page shows. */
+export interface ErrorPageContent {
+  status: Status;
+  message: string;
+  /** Shown so a person can quote it to whoever reads the server log. */
+  requestId?: string;
 }
 
-/** `app.onError`: maps every error to an answer. */
-export function handleError(error: Error, c: Context<AppEnv>): Response {
-  if (error instanceof HttpError) {
-    return errorResponse(c, error.status, error.code, error.message, error.headers);
+/** Renders the HTML error page as a response with `page.status`. */
+export type ErrorPageRenderer = (c: Context<AppEnv>, page: ErrorPageContent) => Response;
+
+/** `app.onError` and `app.notFound`: every error mapped to an answer, pages by `errorPage`. */
+export function errorHandlers(errorPage: ErrorPageRenderer): {
+  onError(error: Error, c: Context<AppEnv>): Response;
+  notFound(c: Context<AppEnv>): Response;
+} {
+  function errorResponse(
+    c: Context<AppEnv>,
+    status: Status,
+    code: string,
+    message: string,
+    headers: Record<string, string> = {},
+  ): Response {
+    for (const [name, value] of Object.entries(headers)) c.header(name, value);
+    const requestId = c.get("requestId");
+    if (wantsJson(c)) {
+      return c.json({ error: { code, message, request_id: requestId } }, status);
+    }
+    return errorPage(c, { status, message, requestId });
   }
-  if (error instanceof HTTPException) {
-    const status = error.status;
-    const message = status === 413 ? "Request body too large" : error.message || "Bad request";
-    return errorResponse(c, status, status === 413 ? "too_large" : "bad_request", message);
-  }
-  if (isClientAbort(error)) {
-    return errorResponse(c, 400, "aborted", "The request was interrupted");
-  }
-  const sqlState = malformedValueState(error);
-  if (sqlState !== null) {
-    // The backstop behind the body readers' checks. Only the SQLSTATE is logged: the error's
-    // message can quote the value, and its query and parameters are never logged.
-    c.get("logger")?.warn("request refused: Postgres rejected a value", {
-      sqlstate: sqlState,
-      path: c.req.path,
-    });
+
+  function onError(error: Error, c: Context<AppEnv>): Response {
+    if (error instanceof HttpError) {
+      return errorResponse(c, error.status, error.code, error.message, error.headers);
+    }
+    if (error instanceof HTTPException) {
+      const status = error.status;
+      const message = status === 413 ? "Request body too large" : error.message || "Bad request";
+      return errorResponse(c, status, status === 413 ? "too_large" : "bad_request", message);
+    }
+    if (isClientAbort(error)) {
+      return errorResponse(c, 400, "aborted", "The request was interrupted");
+    }
+    const sqlState = malformedValueState(error);
+    if (sqlState !== null) {
+      // The backstop behind the body readers' checks. Only the SQLSTATE is logged: the error's
+      // message can quote the value, and its query and parameters are never logged.
+      c.get("logger")?.warn("request refused: Postgres rejected a value", {
+        sqlstate: sqlState,
+        path: c.req.path,
+      });
+      return errorResponse(
+        c,
+        400,
+        "malformed_value",
+        "Cannot process the request: a value is malformed",
+      );
+    }
+    const logger = c.get("logger");
+    logger?.error("request failed", { error, path: c.req.path });
+    const id = c.get("requestId");
     return errorResponse(
       c,
-      400,
-      "malformed_value",
-      "Cannot process the request: a value is malformed",
+      500,
+      "internal",
+      id ? `Internal error: look up request id ${id} in the server log` : "Internal error",
     );
   }
-  const logger = c.get("logger");
-  logger?.error("request failed", { error, path: c.req.path });
-  const id = c.get("requestId");
-  return errorResponse(
-    c,
-    500,
-    "internal",
-    id ? `Internal error: look up request id ${id} in the server log` : "Internal error",
-  );
-}
 
-/** `app.notFound`. */
-export function handleNotFound(c: Context<AppEnv>): Response {
-  return errorResponse(c, 404, "not_found", `Not found: ${c.req.method} ${c.req.path}`);
+  function notFound(c: Context<AppEnv>): Response {
+    return errorResponse(c, 404, "not_found", `Not found: ${c.req.method} ${c.req.path}`);
+  }
+
+  return { onError, notFound };
 }
 
 /**

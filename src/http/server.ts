@@ -27,7 +27,7 @@ export interface RunningServer {
   finished: Promise<void>;
 }
 
-type Handler = (
+export type Handler = (
   request: Request,
   info: Deno.ServeHandlerInfo<Deno.NetAddr>,
 ) => Response | Promise<Response>;

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import type { Hono } from "hono";
 import { configFrom } from "../../src/config/config.ts";
 import type { Database } from "../../src/db/db.ts";
-import { createApp } from "../../src/http/app.ts";
+import { createApp } from "../../app.ts";
 import type { AppDeps, AppEnv } from "../../src/http/app_env.ts";
 import { startServer } from "../../src/http/server.ts";
 import { createLogger, type Logger, silentLogger } from "../../src/log/logger.ts";

@@ -5,7 +5,7 @@
  * island passes `{ islands: true }` to `renderPage` so the bundle is loaded.
  */
 import type { ComponentProps, FunctionComponent } from "preact";
-import { type IslandName, ISLANDS } from "../../islands/registry.ts";
+import { type IslandName, ISLANDS } from "../islands/registry.ts";
 
 /** Props of `Island`: which island, and the props it gets on the server and in the browser. */
 export interface IslandProps<N extends IslandName> {

@@ -3,13 +3,15 @@
  * download link for those with bytes (an admin may download any file: SPEC §5 Security).
  */
 import { Hono } from "hono";
-import { listAllUsers } from "../src/auth/account_service.ts";
-import type { AppDeps, AppEnv } from "../src/http/app_env.ts";
-import { HttpError } from "../src/http/errors.ts";
-import { renderPage } from "../src/http/render.tsx";
-import { FILE_STATUSES, type FilePage, listVisibleFiles } from "../src/uploads/file_service.ts";
-import { formatBytes } from "../islands/format.ts";
-import { AdminSection, enumQuery, Time } from "./admin.tsx";
+import { listAllUsers } from "../../src/auth/account_service.ts";
+import type { AppDeps, AppEnv } from "../../src/http/app_env.ts";
+import { HttpError } from "../../src/http/errors.ts";
+import { renderPage } from "../../components/render.tsx";
+import { FILE_STATUSES, type FilePage, listVisibleFiles } from "../../src/uploads/file_service.ts";
+import { formatBytes } from "../../islands/format.ts";
+import { AdminSection } from "../../components/AdminSection.tsx";
+import { Time } from "../../components/Time.tsx";
+import { enumQuery } from "./admin_input.ts";
 
 const PAGE_SIZE = 100;
 

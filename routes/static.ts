@@ -1,9 +1,9 @@
 /** Static assets, embedded in the module graph so the compiled binary needs no files. */
 import { Hono } from "hono";
 import { createHash } from "node:crypto";
-import css from "../../static/portal.css" with { type: "text" };
+import css from "../static/portal.css" with { type: "text" };
 // Built by `deno task bundle` (scripts/bundle_islands.ts) and committed.
-import islandsJs from "../../static/islands.js" with { type: "text" };
+import islandsJs from "../static/islands.js" with { type: "text" };
 
 /** Serves /static/*. */
 export function staticRoutes(): Hono {

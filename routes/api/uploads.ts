@@ -4,30 +4,35 @@
  * (another user's answers 404, like an unknown id); admins see all.
  */
 import { type Context, Hono } from "hono";
-import { isUuid } from "../db/ids.ts";
+import { isUuid } from "../../src/db/ids.ts";
 import {
   createBatch,
   finalizeBatch,
   getBatch,
   MAX_IDEMPOTENCY_KEY,
-} from "../uploads/batch_service.ts";
-import { fileDownloadUrl } from "../uploads/download_links.ts";
-import { batchJson, fileJson } from "../uploads/file_json.ts";
-import { filenameFromContentDisposition } from "../uploads/file_names.ts";
-import { deleteFile, FILE_STATUSES, getFile, listVisibleFiles } from "../uploads/file_service.ts";
-import type { FileStatus, UploadFileRecord } from "../uploads/files_repo.ts";
+} from "../../src/uploads/batch_service.ts";
+import { fileDownloadUrl } from "../../src/uploads/download_links.ts";
+import { batchJson, fileJson } from "../../src/uploads/file_json.ts";
+import { filenameFromContentDisposition } from "../../src/uploads/file_names.ts";
+import {
+  deleteFile,
+  FILE_STATUSES,
+  getFile,
+  listVisibleFiles,
+} from "../../src/uploads/file_service.ts";
+import type { FileStatus, UploadFileRecord } from "../../src/uploads/files_repo.ts";
 import {
   MultipartUploadError,
   type MultipartUploadResult,
   uploadMultipart,
-} from "../uploads/multipart_upload.ts";
-import { multipartBoundary } from "../uploads/multipart_stream.ts";
-import { IllegalTransitionError, UploadError } from "../uploads/upload_errors.ts";
-import { uploadFile } from "../uploads/upload_service.ts";
-import type { AppDeps, AppEnv } from "./app_env.ts";
-import { HttpError, UPLOAD_ERROR_STATUS } from "./errors.ts";
-import { readJsonObject } from "./json_body.ts";
-import { uploadAnswer, uploadRefusalAnswer } from "./upload_answer.ts";
+} from "../../src/uploads/multipart_upload.ts";
+import { multipartBoundary } from "../../src/uploads/multipart_stream.ts";
+import { IllegalTransitionError, UploadError } from "../../src/uploads/upload_errors.ts";
+import { uploadFile } from "../../src/uploads/upload_service.ts";
+import type { AppDeps, AppEnv } from "../../src/http/app_env.ts";
+import { HttpError, UPLOAD_ERROR_STATUS } from "../../src/http/errors.ts";
+import { readJsonObject } from "../../src/http/json_body.ts";
+import { uploadAnswer, uploadRefusalAnswer } from "../../src/http/upload_answer.ts";
 
 const DEFAULT_PAGE = 50;
 const MAX_PAGE = 100;

@@ -6,13 +6,13 @@
  * images and PDF are inline (SPEC §5 Security), so uploaded HTML or SVG never runs here.
  */
 import { type Context, Hono } from "hono";
-import { bearerUser } from "./middleware.ts";
-import { contentDisposition } from "../storage/content_disposition.ts";
-import { authorizeDownload, openDownload, presentation } from "../uploads/download_service.ts";
-import type { UploadFileRecord } from "../uploads/files_repo.ts";
-import { etagMatches, parseRange } from "./byte_range.ts";
-import type { AppDeps, AppEnv } from "./app_env.ts";
-import { HttpError, wantsJson } from "./errors.ts";
+import { bearerUser } from "../src/http/middleware.ts";
+import { contentDisposition } from "../src/storage/content_disposition.ts";
+import { authorizeDownload, openDownload, presentation } from "../src/uploads/download_service.ts";
+import type { UploadFileRecord } from "../src/uploads/files_repo.ts";
+import { etagMatches, parseRange } from "../src/http/byte_range.ts";
+import type { AppDeps, AppEnv } from "../src/http/app_env.ts";
+import { HttpError, wantsJson } from "../src/http/errors.ts";
 
 const SAFETY_HEADERS = {
   "X-Content-Type-Options": "nosniff",

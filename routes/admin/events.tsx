@@ -4,9 +4,9 @@
  * /admin/events/retry-failed: start failed deliveries again from attempt 0 (SPEC §5 Delivery).
  */
 import { Hono } from "hono";
-import type { AppDeps, AppEnv } from "../src/http/app_env.ts";
-import { HttpError } from "../src/http/errors.ts";
-import { renderPage } from "../src/http/render.tsx";
+import type { AppDeps, AppEnv } from "../../src/http/app_env.ts";
+import { HttpError } from "../../src/http/errors.ts";
+import { renderPage } from "../../components/render.tsx";
 import {
   type DeliveryStatus,
   type EventDetail,
@@ -15,20 +15,19 @@ import {
   type OutboxEventSummary,
   retryAllFailed,
   retryEvent,
-} from "../src/webhooks/event_service.ts";
+} from "../../src/webhooks/event_service.ts";
+import { AdminSection, type Notice } from "../../components/AdminSection.tsx";
+import { PostButton } from "../../components/PostButton.tsx";
+import { Time } from "../../components/Time.tsx";
 import {
-  AdminSection,
   csrfToken,
   enumQuery,
   notFound,
-  type Notice,
   noticeFromQuery,
-  PostButton,
   readAdminForm,
   redirectWithNotice,
-  Time,
   uuidParam,
-} from "./admin.tsx";
+} from "./admin_input.ts";
 
 const STATUSES: readonly DeliveryStatus[] = ["pending", "delivered", "failed"];
 const EVENT_TYPE = /^[a-z0-9][a-z0-9_.-]{0,99}$/i;

@@ -4,9 +4,9 @@
  * rotating) is rendered once in the POST's answer and never put in a URL.
  */
 import { type Context, Hono } from "hono";
-import type { AppDeps, AppEnv } from "../src/http/app_env.ts";
-import { renderPage } from "../src/http/render.tsx";
-import type { Status } from "../src/http/errors.ts";
+import type { AppDeps, AppEnv } from "../../src/http/app_env.ts";
+import { renderPage } from "../../components/render.tsx";
+import type { Status } from "../../src/http/errors.ts";
 import {
   addEndpoint,
   deleteEndpoint,
@@ -20,18 +20,17 @@ import {
   testEndpoint,
   type WebhookEndpoint,
   WebhookEndpointError,
-} from "../src/webhooks/endpoint_service.ts";
+} from "../../src/webhooks/endpoint_service.ts";
+import { AdminSection, type Notice } from "../../components/AdminSection.tsx";
+import { PostButton } from "../../components/PostButton.tsx";
 import {
-  AdminSection,
   csrfToken,
   notFound,
-  type Notice,
   noticeFromQuery,
-  PostButton,
   readAdminForm,
   redirectWithNotice,
   uuidParam,
-} from "./admin.tsx";
+} from "./admin_input.ts";
 
 const NOTICES: Record<string, (count: number) => Notice> = {
   enabled: () => ({ kind: "ok", text: "Endpoint enabled" }),

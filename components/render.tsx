@@ -2,9 +2,10 @@
 import type { Context } from "hono";
 import type { ComponentChildren } from "preact";
 import { renderToString } from "preact-render-to-string";
-import { Layout } from "../../routes/_layout.tsx";
-import type { AppEnv } from "./app_env.ts";
-import type { Status } from "./errors.ts";
+import { Layout } from "./Layout.tsx";
+import type { AppEnv } from "../src/http/app_env.ts";
+import type { ErrorPageContent, Status } from "../src/http/errors.ts";
+import { ErrorPage } from "./ErrorPage.tsx";
 
 /** Options for `renderPage`. */
 export interface RenderOptions {
@@ -34,4 +35,9 @@ export function renderPage(
   );
   c.header("Cache-Control", "no-store");
   return c.html(`<!doctype html>${html}`, options.status ?? 200);
+}
+
+/** The HTML error page inside the layout (what `errorHandlers` in src/http/errors.ts calls). */
+export function renderErrorPage(c: Context<AppEnv>, page: ErrorPageContent): Response {
+  return renderPage(c, <ErrorPage {...page} />, { status: page.status, title: "Error" });
 }

@@ -1,8 +1,8 @@
 /** /healthz (the process answers), /readyz (database reachable and migrated), /metrics. */
 import { Hono } from "hono";
-import type { Database } from "../db/db.ts";
-import { migrationsApplied } from "../db/migrate.ts";
-import type { Metrics } from "../metrics/metrics.ts";
+import type { Database } from "../src/db/db.ts";
+import { migrationsApplied } from "../src/db/migrate.ts";
+import type { Metrics } from "../src/metrics/metrics.ts";
 
 /** Health and metrics routes; used by `serve` and by `worker`'s small server. */
 export function healthRoutes(deps: { db: Database; metrics: Metrics }): Hono {

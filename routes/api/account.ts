@@ -1,9 +1,9 @@
 /** /api/v1/me and /api/v1/tokens: who am I, and tokens for scripts. */
 import { Hono } from "hono";
-import { createApiToken } from "../auth/account_service.ts";
-import type { AppDeps, AppEnv } from "./app_env.ts";
-import { HttpError } from "./errors.ts";
-import { readJsonObject } from "./json_body.ts";
+import { createApiToken } from "../../src/auth/account_service.ts";
+import type { AppDeps, AppEnv } from "../../src/http/app_env.ts";
+import { HttpError } from "../../src/http/errors.ts";
+import { readJsonObject } from "../../src/http/json_body.ts";
 
 /** Account API routes (mounted under /api/v1 behind `requireToken`). */
 export function accountApiRoutes(deps: AppDeps): Hono<AppEnv> {
