@@ -7,7 +7,7 @@
  */
 import { type Context, Hono } from "hono";
 import { bearerUser } from "../src/http/middleware.ts";
-import { contentDisposition } from "../src/storage/content_disposition.ts";
+import { contentDisposition } from "../src/http/content_disposition.ts";
 import { authorizeDownload, openDownload, presentation } from "../src/uploads/download_service.ts";
 import type { UploadFileRecord } from "../src/uploads/files_repo.ts";
 import { etagMatches, parseRange } from "../src/http/byte_range.ts";

@@ -7,19 +7,16 @@ import { Hono } from "hono";
 import type { AppDeps, AppEnv } from "../src/http/app_env.ts";
 import { HttpError, UPLOAD_ERROR_STATUS, wantsJson } from "../src/http/errors.ts";
 import { Island } from "../components/Island.tsx";
-import { checkCsrf, requireUser } from "../src/http/middleware.ts";
+import { requireUser } from "../src/http/middleware.ts";
 import { renderPage } from "../components/render.tsx";
 import { uploadAnswer, uploadRefusalAnswer } from "../src/http/upload_answer.ts";
-import {
-  MultipartUploadError,
-  type MultipartUploadResult,
-  uploadMultipart,
-} from "../src/uploads/multipart_upload.ts";
+import { uploadForm } from "../src/http/upload_form.ts";
+import { BatchUploadError, type BatchUploadResult } from "../src/uploads/batch_upload.ts";
 import { formatBytes } from "../islands/format.ts";
 
 /** Props of `UploadResults`. */
 export interface UploadResultsProps {
-  result: MultipartUploadResult;
+  result: BatchUploadResult;
   /** Why the request was cut short (e.g. too many files), when it was. */
   refusal?: string;
 }
@@ -92,24 +89,24 @@ export function uploadRoutes(deps: AppDeps): Hono<AppEnv> {
 
   app.post("/upload", requireUser(), async (c) => {
     const json = wantsJson(c);
-    let result: MultipartUploadResult;
+    let result: BatchUploadResult;
     try {
-      result = await uploadMultipart(deps, {
+      result = await uploadForm(deps, {
         body: c.req.raw.body,
         contentType: c.req.header("content-type") ?? null,
         contentLength: contentLength(c.req.header("content-length")),
         uploader: c.get("user")!,
         maxFiles: config.maxFilesPerRequest,
         requestId: c.get("requestId"),
-        // The form's first field, read before any file part: a forged post stores nothing.
-        beforeFirstFile: (fields) => checkCsrf(c, fields.csrf_token),
+        // The form's first field, checked before any file part: a forged post stores nothing.
+        csrf: { expected: c.get("session")?.csrfToken, header: c.req.header("x-csrf-token") },
       });
     } catch (error) {
-      if (error instanceof HttpError || error instanceof MultipartUploadError) {
+      if (error instanceof HttpError || error instanceof BatchUploadError) {
         // The browser may still be sending file bytes Portal will not read.
         c.header("Connection", "close");
       }
-      if (!(error instanceof MultipartUploadError)) throw error;
+      if (!(error instanceof BatchUploadError)) throw error;
       const status = UPLOAD_ERROR_STATUS[error.code];
       if (error.partial === null) throw new HttpError(status, error.code, error.message);
       // Cut short after some files were stored: show them, with why the rest was refused.

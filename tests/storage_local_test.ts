@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { bytesOf, seededStream, sha256 } from "./helpers/streams.ts";
 import { join } from "node:path";
 import { loadConfig } from "../src/config/config.ts";
-import { contentDisposition, safeFilename } from "../src/storage/content_disposition.ts";
+import { contentDisposition, safeFilename } from "../src/http/content_disposition.ts";
 import { LocalStorageAdapter } from "../src/storage/local/local_storage.ts";
 import { S3StorageAdapter } from "../src/storage/s3/s3_storage.ts";
 import { checkStorage } from "../src/storage/storage_check.ts";

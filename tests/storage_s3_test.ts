@@ -5,7 +5,7 @@ import {
   ListMultipartUploadsCommand,
   ListObjectsV2Command,
 } from "@aws-sdk/client-s3";
-import { contentDisposition } from "../src/storage/content_disposition.ts";
+import { contentDisposition } from "../src/http/content_disposition.ts";
 import { S3StorageAdapter, type S3StorageOptions } from "../src/storage/s3/s3_storage.ts";
 import { checkStorage } from "../src/storage/storage_check.ts";
 import { StorageError } from "../src/storage/storage.ts";

@@ -10,7 +10,9 @@ import {
 } from "../src/uploads/file_service.ts";
 import { findFile } from "../src/uploads/files_repo.ts";
 import { IllegalTransitionError, UploadError } from "../src/uploads/upload_errors.ts";
-import { MultipartUploadError, uploadMultipart } from "../src/uploads/multipart_upload.ts";
+import { BatchUploadError } from "../src/uploads/batch_upload.ts";
+import { uploadForm } from "../src/http/upload_form.ts";
+import { HttpError } from "../src/http/errors.ts";
 import { verifyDownloadLink } from "../src/uploads/download_links.ts";
 import { LocalStorageAdapter } from "../src/storage/local/local_storage.ts";
 import {
@@ -526,7 +528,7 @@ Deno.test("getFile() and listVisibleFiles(): users see their own files, admins a
   }
 });
 
-Deno.test("uploadMultipart() stores each file on its own and finalizes the batch", async (t) => {
+Deno.test("uploadForm() stores each file on its own and finalizes the batch", async (t) => {
   const fx = await createUploadFixture("uploads_service_multipart", {
     env: { FILE_UPLOAD_MAX_SIZE: String(100_000) },
   });
@@ -540,17 +542,13 @@ Deno.test("uploadMultipart() stores each file on its own and finalizes the batch
         { name: "files", filename: "big.pdf", data: pdfBytes(300_000) },
         { name: "files", filename: "x.exe", data: exeBytes() },
       ]);
-      let seen: Record<string, string> | null = null;
-      const result = await uploadMultipart(fx.deps, {
+      const result = await uploadForm(fx.deps, {
         body: streamOf(body, 16 * 1024),
         contentType,
         uploader: ada.user,
         maxFiles: 10,
-        beforeFirstFile: (fields) => {
-          seen = { ...fields };
-        },
+        csrf: { expected: "tok" },
       });
-      assert.deepEqual(seen, { csrf_token: "tok" });
       assert.equal(result.batch.status, "partial");
       assert.deepEqual(
         result.files.map((f) => [f.file.originalFilename, f.file.status, f.error?.code ?? null]),
@@ -571,22 +569,48 @@ Deno.test("uploadMultipart() stores each file on its own and finalizes the batch
         { name: "files", filename: "a.pdf", data: pdfBytes(1000) },
       ]);
       await assert.rejects(
-        uploadMultipart(fx.deps, {
+        uploadForm(fx.deps, {
           body: streamOf(body),
           contentType,
           uploader: ada.user,
           maxFiles: 10,
-          beforeFirstFile: () => {
-            throw new Error("csrf refused");
-          },
+          csrf: { expected: "tok" },
         }),
-        /csrf refused/,
+        (e: unknown) => e instanceof HttpError && e.status === 403 && e.code === "csrf",
       );
       assert.deepEqual(await walkFiles(fx.root), before);
       const [{ count }] = await fx.db
         .sql`SELECT count(*)::int AS count FROM upload_batch` as unknown as [{ count: number }];
       assert.equal(count, 1);
     });
+    await t.step(
+      "the X-CSRF-Token header wins, and a form without files is checked too",
+      async () => {
+        const withFile = multipartBody([
+          { name: "csrf_token", data: "forged" },
+          { name: "files", filename: "h.pdf", data: pdfBytes(800) },
+        ]);
+        const result = await uploadForm(fx.deps, {
+          body: streamOf(withFile.body),
+          contentType: withFile.contentType,
+          uploader: ada.user,
+          maxFiles: 10,
+          csrf: { expected: "tok", header: "tok" },
+        });
+        assert.equal(result.batch.status, "complete");
+        const empty = multipartBody([{ name: "csrf_token", data: "forged" }]);
+        await assert.rejects(
+          uploadForm(fx.deps, {
+            body: streamOf(empty.body),
+            contentType: empty.contentType,
+            uploader: ada.user,
+            maxFiles: 10,
+            csrf: { expected: "tok" },
+          }),
+          (e: unknown) => e instanceof HttpError && e.code === "csrf",
+        );
+      },
+    );
     await t.step(
       "more files than allowed: refused at the first extra file, earlier ones kept",
       async () => {
@@ -596,7 +620,7 @@ Deno.test("uploadMultipart() stores each file on its own and finalizes the batch
         );
         const { body, contentType } = multipartBody(parts);
         try {
-          await uploadMultipart(fx.deps, {
+          await uploadForm(fx.deps, {
             body: streamOf(body),
             contentType,
             uploader: ada.user,
@@ -604,7 +628,7 @@ Deno.test("uploadMultipart() stores each file on its own and finalizes the batch
           });
           assert.fail("expected a refusal");
         } catch (error) {
-          assert.ok(error instanceof MultipartUploadError);
+          assert.ok(error instanceof BatchUploadError);
           assert.equal(error.code, "too_many_files");
           assert.equal(
             error.message,
@@ -617,35 +641,35 @@ Deno.test("uploadMultipart() stores each file on its own and finalizes the batch
     );
     await t.step("malformed bodies and forms without files are refused", async () => {
       await assert.rejects(
-        uploadMultipart(fx.deps, {
+        uploadForm(fx.deps, {
           body: streamOf(utf8("garbage")),
           contentType: "multipart/form-data; boundary=x",
           uploader: ada.user,
           maxFiles: 10,
         }),
-        (e: unknown) => e instanceof MultipartUploadError && e.code === "malformed",
+        (e: unknown) => e instanceof BatchUploadError && e.code === "malformed",
       );
       await assert.rejects(
-        uploadMultipart(fx.deps, {
+        uploadForm(fx.deps, {
           body: streamOf(utf8("{}")),
           contentType: "application/json",
           uploader: ada.user,
           maxFiles: 10,
         }),
-        (e: unknown) => e instanceof MultipartUploadError && e.code === "malformed",
+        (e: unknown) => e instanceof BatchUploadError && e.code === "malformed",
       );
       const { body, contentType } = multipartBody([
         { name: "csrf_token", data: "tok" },
         { name: "files", filename: "", data: "" },
       ]);
       await assert.rejects(
-        uploadMultipart(fx.deps, {
+        uploadForm(fx.deps, {
           body: streamOf(body),
           contentType,
           uploader: ada.user,
           maxFiles: 10,
         }),
-        (e: unknown) => e instanceof MultipartUploadError && e.code === "no_files",
+        (e: unknown) => e instanceof BatchUploadError && e.code === "no_files",
       );
     });
     await t.step(
@@ -656,14 +680,14 @@ Deno.test("uploadMultipart() stores each file on its own and finalizes the batch
           filename: "a.pdf",
           data: pdfBytes(500),
         }]);
-        const first = await uploadMultipart(fx.deps, {
+        const first = await uploadForm(fx.deps, {
           body: streamOf(body),
           contentType,
           uploader: ada.user,
           maxFiles: 10,
           idempotencyKey: "form-1",
         });
-        const again = await uploadMultipart(fx.deps, {
+        const again = await uploadForm(fx.deps, {
           body: streamOf(body),
           contentType,
           uploader: ada.user,

@@ -1,17 +1,10 @@
 import assert from "node:assert/strict";
-import {
-  filenameFromContentDisposition,
-  originalFilename,
-  storageName,
-} from "../src/uploads/file_names.ts";
+import { originalFilename, storageName } from "../src/uploads/file_names.ts";
+import { filenameFromContentDisposition } from "../src/http/content_disposition.ts";
 import { fileStorageKey } from "../src/uploads/storage_keys.ts";
 import { isTypeAllowed, sniffContentType } from "../src/uploads/content_sniff.ts";
 import { validateUpload } from "../src/uploads/validation.ts";
-import {
-  multipartBoundary,
-  MultipartError,
-  readMultipart,
-} from "../src/uploads/multipart_stream.ts";
+import { multipartBoundary, MultipartError, readMultipart } from "../src/http/multipart.ts";
 import { etagMatches, parseRange } from "../src/http/byte_range.ts";
 import { signDownload, verifyDownloadLink } from "../src/uploads/download_links.ts";
 import { canTransition } from "../src/uploads/file_service.ts";

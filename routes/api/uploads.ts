@@ -13,7 +13,7 @@ import {
 } from "../../src/uploads/batch_service.ts";
 import { fileDownloadUrl } from "../../src/uploads/download_links.ts";
 import { batchJson, fileJson } from "../../src/uploads/file_json.ts";
-import { filenameFromContentDisposition } from "../../src/uploads/file_names.ts";
+import { filenameFromContentDisposition } from "../../src/http/content_disposition.ts";
 import {
   deleteFile,
   FILE_STATUSES,
@@ -21,12 +21,9 @@ import {
   listVisibleFiles,
 } from "../../src/uploads/file_service.ts";
 import type { FileStatus, UploadFileRecord } from "../../src/uploads/files_repo.ts";
-import {
-  MultipartUploadError,
-  type MultipartUploadResult,
-  uploadMultipart,
-} from "../../src/uploads/multipart_upload.ts";
-import { multipartBoundary } from "../../src/uploads/multipart_stream.ts";
+import { BatchUploadError, type BatchUploadResult } from "../../src/uploads/batch_upload.ts";
+import { multipartBoundary } from "../../src/http/multipart.ts";
+import { uploadForm } from "../../src/http/upload_form.ts";
 import { IllegalTransitionError, UploadError } from "../../src/uploads/upload_errors.ts";
 import { uploadFile } from "../../src/uploads/upload_service.ts";
 import type { AppDeps, AppEnv } from "../../src/http/app_env.ts";
@@ -172,9 +169,9 @@ export function uploadApiRoutes(deps: AppDeps): Hono<AppEnv> {
 }
 
 async function multipartUpload(deps: AppDeps, c: Context<AppEnv>): Promise<Response> {
-  let result: MultipartUploadResult;
+  let result: BatchUploadResult;
   try {
-    result = await uploadMultipart(deps, {
+    result = await uploadForm(deps, {
       body: c.req.raw.body,
       contentType: c.req.header("content-type") ?? null,
       contentLength: contentLength(c),
@@ -184,7 +181,7 @@ async function multipartUpload(deps: AppDeps, c: Context<AppEnv>): Promise<Respo
       requestId: c.get("requestId"),
     });
   } catch (error) {
-    if (!(error instanceof MultipartUploadError)) throw error;
+    if (!(error instanceof BatchUploadError)) throw error;
     return uploadRefusalAnswer(c, error);
   }
   return uploadAnswer(c, result);

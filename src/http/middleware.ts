@@ -164,8 +164,11 @@ export function safeEqual(a: string, b: string): boolean {
  * header, or the `csrf_token` form field passed in by the route (after parsing its body).
  */
 export function checkCsrf(c: Context<AppEnv>, formToken: string | undefined): void {
-  const expected = c.get("session")?.csrfToken;
-  const given = c.req.header("x-csrf-token") ?? formToken;
+  verifyCsrf(c.get("session")?.csrfToken, c.req.header("x-csrf-token") ?? formToken);
+}
+
+/** Refuses (403) unless `given` is the session's token `expected`. */
+export function verifyCsrf(expected: string | undefined, given: string | undefined): void {
   if (!expected || !given || !safeEqual(expected, given)) {
     throw new HttpError(
       403,

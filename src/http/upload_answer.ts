@@ -7,12 +7,12 @@
  */
 import type { Context } from "hono";
 import { batchJson, fileJson } from "../uploads/file_json.ts";
-import type { MultipartUploadError, MultipartUploadResult } from "../uploads/multipart_upload.ts";
+import type { BatchUploadError, BatchUploadResult } from "../uploads/batch_upload.ts";
 import type { AppEnv } from "./app_env.ts";
 import { UPLOAD_ERROR_STATUS } from "./errors.ts";
 
 /** `{batch, files}` of a multipart upload's result. */
-export function uploadResultJson(result: MultipartUploadResult): Record<string, unknown> {
+export function uploadResultJson(result: BatchUploadResult): Record<string, unknown> {
   return {
     batch: batchJson(result.batch),
     files: result.files.map((outcome) => ({
@@ -23,7 +23,7 @@ export function uploadResultJson(result: MultipartUploadResult): Record<string, 
 }
 
 /** The answer to a finished multipart upload. */
-export function uploadAnswer(c: Context<AppEnv>, result: MultipartUploadResult): Response {
+export function uploadAnswer(c: Context<AppEnv>, result: BatchUploadResult): Response {
   const body = uploadResultJson(result);
   if (result.replayed) return c.json(body, 200);
   const firstError = result.files.find((outcome) => outcome.error !== null)?.error ?? null;
@@ -38,7 +38,7 @@ export function uploadAnswer(c: Context<AppEnv>, result: MultipartUploadResult):
 }
 
 /** The answer to a multipart upload cut short: the error, and what was stored before it. */
-export function uploadRefusalAnswer(c: Context<AppEnv>, error: MultipartUploadError): Response {
+export function uploadRefusalAnswer(c: Context<AppEnv>, error: BatchUploadError): Response {
   c.header("Connection", "close");
   return c.json(
     {

@@ -56,52 +56,6 @@ export function extensionOf(filename: string): string {
   return dot > 0 ? name.slice(dot + 1).toLowerCase() : "";
 }
 
-/**
- * Reads the filename of a `Content-Disposition` header (RFC 6266): `filename*` (RFC 8187,
- * UTF-8) wins over `filename`; null when neither is present or the header is malformed.
- *
- * @example
- * filenameFromContentDisposition(`attachment; filename*=UTF-8''r%C3%A9sum%C3%A9.pdf`);
- * // => "résumé.pdf"
- */
-export function filenameFromContentDisposition(header: string | null | undefined): string | null {
-  if (!header) return null;
-  const params = dispositionParams(header);
-  const extended = params.get("filename*");
-  if (extended !== undefined) {
-    const match = /^([\w!#$%&+^`{}~-]+)'[^']*'(.*)$/.exec(extended);
-    if (match) {
-      try {
-        const charset = match[1]!.toLowerCase();
-        const raw = match[2]!;
-        if (charset === "utf-8") return decodeURIComponent(raw);
-        if (charset === "iso-8859-1") {
-          // The one legacy charset RFC 8187 names: each %XX is one code point.
-          return raw.replace(
-            /%([0-9a-f]{2})/gi,
-            (_, hex) => String.fromCharCode(parseInt(hex, 16)),
-          );
-        }
-      } catch {
-        // Malformed percent-encoding: fall back to the plain parameter.
-      }
-    }
-  }
-  return params.get("filename") ?? null;
-}
-
-/** Parses `type; name=value; name="quoted"` parameters, lowercase names. */
-export function dispositionParams(header: string): Map<string, string> {
-  const params = new Map<string, string>();
-  const pattern = /;\s*([^\s=;]+)\s*=\s*("((?:[^"\\]|\\.)*)"|[^;]*)/g;
-  for (const match of header.matchAll(pattern)) {
-    const name = match[1]!.toLowerCase();
-    const value = match[3] !== undefined ? match[3].replace(/\\(.)/g, "$1") : match[2]!.trim();
-    if (!params.has(name)) params.set(name, value);
-  }
-  return params;
-}
-
 /** Cuts `name` to `maxBytes` of UTF-8 on a character boundary, keeping a short extension. */
 function truncateKeepingExtension(name: string, maxBytes: number): string {
   if (encoder.encode(name).byteLength <= maxBytes) return name;

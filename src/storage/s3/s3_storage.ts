@@ -20,7 +20,7 @@ import {
   S3Client,
 } from "@aws-sdk/client-s3";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
-import { contentDisposition } from "../content_disposition.ts";
+import { contentDisposition } from "../../http/content_disposition.ts";
 import { writeObject } from "./multipart_writer.ts";
 import { PartBuffers } from "./part_buffers.ts";
 import { s3StorageError } from "./s3_errors.ts";

@@ -7,7 +7,7 @@
  * which would buffer whole uploads; SPEC §1 asks for a streaming parser.
  */
 import { Buffer } from "node:buffer";
-import { dispositionParams, filenameFromContentDisposition } from "./file_names.ts";
+import { dispositionParams, filenameFromContentDisposition } from "./content_disposition.ts";
 
 /** A multipart body that cannot be read: malformed, or larger than allowed. */
 export class MultipartError extends Error {
