@@ -121,7 +121,7 @@ export function loginRoutes(deps: AppDeps): Hono<AppEnv> {
     const email = typeof form.email === "string" ? form.email : "";
     const password = typeof form.password === "string" ? form.password : "";
     const next = safeNext(form.next);
-    const result = await authenticate(deps.db, {
+    const result = await authenticate(deps, {
       email,
       password,
       address: c.get("clientAddress"),
@@ -141,7 +141,7 @@ export function loginRoutes(deps: AppDeps): Hono<AppEnv> {
         },
       );
     }
-    const session = await startSession(deps.db, {
+    const session = await startSession(deps, {
       userId: result.user.id,
       ttlHours: deps.config.sessionTtlHours,
     });
@@ -162,7 +162,7 @@ export function loginRoutes(deps: AppDeps): Hono<AppEnv> {
     const cookie = getCookie(c, SESSION_COOKIE);
     if (cookie && c.get("session")) {
       checkCsrf(c, typeof form.csrf_token === "string" ? form.csrf_token : undefined);
-      await endSession(deps.db, cookie);
+      await endSession(deps, cookie);
     }
     deleteCookie(c, SESSION_COOKIE, { path: "/" });
     return c.redirect("/login", 303);

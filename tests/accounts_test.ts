@@ -24,7 +24,7 @@ async function withApp(
 ): Promise<void> {
   const { testDb, db } = await createMigratedDatabase(label);
   try {
-    await createUser(db, { email: "ada@example.org", password: PASSWORD });
+    await createUser({ db }, { email: "ada@example.org", password: PASSWORD });
     const app = createApp(testDeps(db, { env }));
     await fn({ db, app });
   } finally {
@@ -137,7 +137,7 @@ Deno.test("POST /login answers a wrong password and an unknown email with the sa
 
 Deno.test("authenticate() locks an account after 5 failures", async (t) => {
   await withApp("accounts_lock", async ({ db, app }) => {
-    await createUser(db, { email: "bob@example.org", password: PASSWORD });
+    await createUser({ db }, { email: "bob@example.org", password: PASSWORD });
     const from = (address: string) => new Browser(app, { address });
 
     await t.step("5 failures are answered 401", async () => {
@@ -187,11 +187,11 @@ Deno.test("authenticate() locks an account after 5 failures", async (t) => {
 Deno.test("authenticate() counts parallel guesses against the account limit", async () => {
   const { testDb, db } = await createMigratedDatabase("accounts_parallel");
   try {
-    await createUser(db, { email: "ada@example.org", password: PASSWORD });
+    await createUser({ db }, { email: "ada@example.org", password: PASSWORD });
     // Fired at once from many addresses: each guess must see the ones made before it.
     const results = await Promise.all(
       Array.from({ length: 12 }, (_, i) =>
-        authenticate(db, {
+        authenticate({ db }, {
           email: "ada@example.org",
           password: `guess ${i}`,
           address: `198.51.100.${i + 1}`,
@@ -248,7 +248,7 @@ Deno.test("POST /logout ends the session on the server", async () => {
     assert.equal(response.status, 303);
     assert.equal(response.headers.get("location"), "/login");
     assert.equal(browser.cookies.has("portal_session"), false, "the cookie is cleared");
-    assert.equal(await resolveSession(db, oldCookie), null);
+    assert.equal(await resolveSession({ db }, oldCookie), null);
 
     // Replaying the old cookie (a copy kept by an attacker) no longer works.
     const replay = await app.request("/", { headers: { cookie: `portal_session=${oldCookie}` } });
@@ -345,7 +345,7 @@ Deno.test("state-changing requests without a CSRF token are refused", async (t) 
 
 Deno.test("requireToken() authenticates /api/v1/me with a bearer token", async (t) => {
   await withApp("accounts_token", async ({ db, app }) => {
-    const created = await createApiToken(db, { email: "ada@example.org", name: "ci" });
+    const created = await createApiToken({ db }, { email: "ada@example.org", name: "ci" });
     const me = (authorization?: string) =>
       app.request("/api/v1/me", { headers: authorization ? { authorization } : {} });
     const assertUnauthorized = async (response: Response, code: string) => {
@@ -387,13 +387,13 @@ Deno.test("requireToken() authenticates /api/v1/me with a bearer token", async (
     });
 
     await t.step("a revoked token: 401", async () => {
-      assert.equal(await revokeApiToken(db, created.id), true);
-      assert.equal(await revokeApiToken(db, created.id), false, "revoking twice is a no-op");
+      assert.equal(await revokeApiToken({ db }, created.id), true);
+      assert.equal(await revokeApiToken({ db }, created.id), false, "revoking twice is a no-op");
       await assertUnauthorized(await me(`Bearer ${created.token}`), "invalid_token");
     });
 
     await t.step("a token of a deactivated user: 401", async () => {
-      const other = await createApiToken(db, { email: "ada@example.org" });
+      const other = await createApiToken({ db }, { email: "ada@example.org" });
       await db.sql`UPDATE users SET is_active = false WHERE email = 'ada@example.org'`;
       await assertUnauthorized(await me(`Bearer ${other.token}`), "invalid_token");
     });
@@ -404,19 +404,19 @@ Deno.test("createUser() validates input and resolveSession() ignores expired ses
   await withApp("accounts_service", async ({ db }) => {
     await t.step("a taken email (any case) is refused", async () => {
       await assert.rejects(
-        () => createUser(db, { email: "ADA@example.org", password: "another password" }),
+        () => createUser({ db }, { email: "ADA@example.org", password: "another password" }),
         (error: unknown) => error instanceof AccountError && error.code === "email_taken",
       );
     });
     await t.step("a short password is refused", async () => {
       await assert.rejects(
-        () => createUser(db, { email: "eve@example.org", password: "short" }),
+        () => createUser({ db }, { email: "eve@example.org", password: "short" }),
         (error: unknown) => error instanceof AccountError && error.code === "weak_password",
       );
     });
     await t.step("an invalid email is refused", async () => {
       await assert.rejects(
-        () => createUser(db, { email: "eve at example.org", password: "long enough" }),
+        () => createUser({ db }, { email: "eve at example.org", password: "long enough" }),
         (error: unknown) => error instanceof AccountError && error.code === "invalid_email",
       );
     });
@@ -428,14 +428,11 @@ Deno.test("createUser() validates input and resolveSession() ignores expired ses
     });
     await t.step("an expired session resolves to nothing", async () => {
       const [user] = await db.sql<{ id: string }[]>`SELECT id FROM users LIMIT 1`;
-      const live = await startSession(db, { userId: user!.id, ttlHours: 1 });
-      assert.equal((await resolveSession(db, live.cookieValue))?.user.email, "ada@example.org");
-      const old = await startSession(db, {
-        userId: user!.id,
-        ttlHours: 1,
-        now: new Date(Date.now() - 2 * 3_600_000),
-      });
-      assert.equal(await resolveSession(db, old.cookieValue), null);
+      const live = await startSession({ db }, { userId: user!.id, ttlHours: 1 });
+      assert.equal((await resolveSession({ db }, live.cookieValue))?.user.email, "ada@example.org");
+      const twoHoursAgo = { now: () => new Date(Date.now() - 2 * 3_600_000) };
+      const old = await startSession({ db, clock: twoHoursAgo }, { userId: user!.id, ttlHours: 1 });
+      assert.equal(await resolveSession({ db }, old.cookieValue), null);
     });
   });
 });

@@ -43,8 +43,8 @@ interface Fixture {
 async function createFixture(label: string): Promise<Fixture> {
   const { testDb, db } = await createMigratedDatabase(label);
   const deps = testDeps(db, { env: { PORTAL_WEBHOOK_ALLOW_PRIVATE: "true" } });
-  const admin = await createUser(db, { ...ADMIN, isAdmin: true });
-  const member = await createUser(db, MEMBER);
+  const admin = await createUser({ db }, { ...ADMIN, isAdmin: true });
+  const member = await createUser({ db }, MEMBER);
   return {
     testDb,
     db,

@@ -111,7 +111,7 @@ Deno.test("portal user create, user list and token create manage accounts", asyn
     const db = testDb.open({ max: 2 });
 
     await t.step("the password from stdin (without its newline) signs in", async () => {
-      const ok = await authenticate(db, {
+      const ok = await authenticate({ db }, {
         email: "a@b.c",
         password: "s3cret password",
         address: "192.0.2.1",
@@ -128,7 +128,11 @@ Deno.test("portal user create, user list and token create manage accounts", asyn
         assert.match(lines[0] ?? "", new RegExp(`^Created admin boss@b\\.c \\(${UUID.source}\\)$`));
         const password = /^Password for boss@b\.c: (\S{16,})$/.exec(lines[1] ?? "")?.[1];
         assert.ok(password, result.stdout);
-        const ok = await authenticate(db, { email: "boss@b.c", password, address: "192.0.2.1" });
+        const ok = await authenticate({ db }, {
+          email: "boss@b.c",
+          password,
+          address: "192.0.2.1",
+        });
         assert.ok(ok.ok && ok.user.isAdmin);
       },
     );

@@ -120,7 +120,7 @@ Deno.test("POST /login answers a NUL in the email with the form, a 400 and the r
 
 Deno.test("authenticate() and normalizeEmail() take a control character without a SQL error", async () => {
   await withHostileApp("hostile_authenticate", async ({ fx }) => {
-    const result = await authenticate(fx.db, {
+    const result = await authenticate({ db: fx.db }, {
       email: "ada\u0000@example.org",
       password: PASSWORD,
       address: "203.0.113.9",

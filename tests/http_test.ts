@@ -45,8 +45,8 @@ const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 Deno.test("the app answers unknown routes, bad bodies and oversized input with 4xx", async (t) => {
   const { testDb, db } = await createMigratedDatabase("http_errors");
   try {
-    await createUser(db, { email: "ada@example.org", password: "correct horse" });
-    const { token } = await createApiToken(db, { email: "ada@example.org" });
+    await createUser({ db }, { email: "ada@example.org", password: "correct horse" });
+    const { token } = await createApiToken({ db }, { email: "ada@example.org" });
     const app = createApp(testDeps(db));
     const auth = { authorization: `Bearer ${token}` };
     const postTokens = (headers: Record<string, string>, body: string) =>
@@ -355,7 +355,7 @@ Deno.test("portal serve drains an in-flight request on SIGTERM and exits 0", asy
     });
 
     const db = testDb.open({ max: 2 });
-    await createUser(db, { email: "ada@example.org", password: "correct horse" });
+    await createUser({ db }, { email: "ada@example.org", password: "correct horse" });
     const browser = new Browser(base);
     const csrfToken = await browser.loginFormToken();
     const body = new TextEncoder().encode(

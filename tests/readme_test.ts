@@ -111,8 +111,8 @@ Deno.test("README's curl examples work as written against a running Portal", asy
   });
   const server = await startServer(createApp(deps).fetch, { hostname: "127.0.0.1", port });
   try {
-    await createUser(db, { email: "you@example.com", password: "correct horse battery" });
-    const { token } = await createApiToken(db, { email: "you@example.com", name: "readme" });
+    await createUser({ db }, { email: "you@example.com", password: "correct horse battery" });
+    const { token } = await createApiToken({ db }, { email: "you@example.com", name: "readme" });
     const work = join(dir, "work");
     await Deno.mkdir(work);
     await Deno.writeTextFile(join(work, "report.pdf"), SAMPLE_PDF);

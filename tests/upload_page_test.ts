@@ -172,7 +172,7 @@ Deno.test("POST /upload checks the CSRF field before storing any file", async (t
   const { testDb, db } = await createMigratedDatabase("upload_form");
   try {
     const app = createApp(testDeps(db, { env: { PORTAL_DATA_DIR: tempDir } }));
-    await createUser(db, { email: EMAIL, password: PASSWORD });
+    await createUser({ db }, { email: EMAIL, password: PASSWORD });
     const client = await login(app, EMAIL, PASSWORD);
     const token = await client.sessionCsrfToken();
     const note = new File(["hello, portal\n"], "note.txt", { type: "text/plain" });
@@ -249,7 +249,7 @@ Deno.test({
     );
     let browser: Browser | null = null;
     try {
-      await createUser(db, { email: EMAIL, password: PASSWORD });
+      await createUser({ db }, { email: EMAIL, password: PASSWORD });
       browser = await launchChromium();
       const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
       // Fail a step in seconds, not Playwright's 30 s, so the file stays well under a minute.

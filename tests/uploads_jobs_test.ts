@@ -111,9 +111,8 @@ Deno.test("notifyExpiringFiles() emits file.expiring once per file inside the wi
       },
     );
     await t.step("later, the two-hour file enters the window", async () => {
-      const result = await notifyExpiringFiles(fx.deps, {
-        now: new Date(Date.now() + 90 * MINUTE),
-      });
+      const later = new Date(Date.now() + 90 * MINUTE);
+      const result = await notifyExpiringFiles({ ...fx.deps, clock: { now: () => later } });
       assert.equal(result.notified, 1);
     });
   } finally {

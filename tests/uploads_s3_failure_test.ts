@@ -136,7 +136,7 @@ Deno.test("deleteIncompleteUploads() aborts the multipart upload an outage left 
     // A day later, the cleanup job finds and aborts it (a younger one is left alone).
     assert.deepEqual(await deleteIncompleteUploads(deps), { removed: 0, errors: 0 });
     const dayLater = new Date(Date.now() + 25 * 3_600_000);
-    assert.deepEqual(await deleteIncompleteUploads(deps, { now: dayLater }), {
+    assert.deepEqual(await deleteIncompleteUploads({ ...deps, clock: { now: () => dayLater } }), {
       removed: 1,
       errors: 0,
     });

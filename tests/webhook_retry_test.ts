@@ -94,7 +94,7 @@ Deno.test("deliverDueOnce() retries with min(60·2^(n-1), 3600) s plus up to 10%
     });
 
     await t.step("retryEvent() starts it again from attempt 0 and it is delivered", async () => {
-      const result = await retryEvent({ db }, eventId, { now: clock.now() });
+      const result = await retryEvent({ db, clock }, eventId);
       assert.deepEqual(result, { events: 1, deliveries: 1 });
       const [reset] = await deliveriesOf(db, eventId);
       assert.equal(reset!.status, "pending");
@@ -225,7 +225,7 @@ Deno.test("a failing endpoint never causes a second delivery to the endpoint tha
     assert.equal(paths().filter((p) => p === "/good").length, 1);
     assert.equal(paths().filter((p) => p === "/bad").length, 5);
 
-    const retried = await retryAllFailed({ db }, { now: clock.now() });
+    const retried = await retryAllFailed({ db, clock });
     assert.deepEqual(retried, { events: 1, deliveries: 1 });
     receiver.respond(() => new Response("ok"));
     await deliverDueOnce(deps);
@@ -356,7 +356,7 @@ Deno.test("deliverDueOnce() fails pending deliveries of an endpoint disabled aft
     );
     // Enabled again, a retry delivers it.
     await enableEndpoint({ db }, endpoint.id);
-    await retryEvent({ db }, eventId, { now: clock.now() });
+    await retryEvent({ db, clock }, eventId);
     assert.equal((await deliverDueOnce(deliveryDeps(db, { clock }))).delivered, 1);
     assert.equal(receiver.requests.length, 1);
   } finally {

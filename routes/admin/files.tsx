@@ -34,7 +34,7 @@ export function adminFileRoutes(deps: AppDeps): Hono<AppEnv> {
       if (!(error instanceof RangeError)) throw error;
       throw new HttpError(400, "bad_cursor", error.message);
     }
-    const owners = new Map((await listAllUsers(deps.db)).map((user) => [user.id, user.email]));
+    const owners = new Map((await listAllUsers(deps)).map((user) => [user.id, user.email]));
     const next = page.nextCursor === null ? null : new URLSearchParams({
       ...(status ? { status } : {}),
       cursor: page.nextCursor,

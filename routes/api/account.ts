@@ -22,7 +22,7 @@ export function accountApiRoutes(deps: AppDeps): Hono<AppEnv> {
         'Cannot create token: "name" must be a string of at most 200 characters',
       );
     }
-    const created = await createApiToken(deps.db, { email: c.get("user")!.email, name });
+    const created = await createApiToken(deps, { email: c.get("user")!.email, name });
     return c.json({ id: created.id, token: created.token, name }, 201);
   });
   return app;

@@ -4,6 +4,7 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import type { Database } from "../db/db.ts";
+import { type Clock, currentTime } from "../app_deps.ts";
 import { newId } from "../db/ids.ts";
 import { DUMMY_HASH, generatePassword, hashPassword, verifyPassword } from "./passwords.ts";
 import {
@@ -49,6 +50,12 @@ export class AccountError extends Error {
 // deno-lint-ignore no-control-regex -- finding control characters is the point
 const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/g;
 
+/** What the account functions need: the database, and the clock (default the system's). */
+export interface AccountDeps {
+  db: Database;
+  clock?: Clock;
+}
+
 /** Normalizes and checks an email address (no control characters, at most 254 characters). */
 export function normalizeEmail(email: string): string {
   if (email.search(CONTROL_CHARACTER) !== -1) {
@@ -68,7 +75,7 @@ export function normalizeEmail(email: string): string {
 
 /** Creates a user (password at least 8 characters). */
 export async function createUser(
-  db: Database,
+  deps: AccountDeps,
   input: { email: string; password: string; isAdmin?: boolean },
 ): Promise<User> {
   const email = normalizeEmail(input.email);
@@ -78,7 +85,7 @@ export async function createUser(
       "Cannot create user: the password needs at least 8 characters",
     );
   }
-  const user = await insertUser(db.sql, {
+  const user = await insertUser(deps.db.sql, {
     id: newId(),
     email,
     passwordHash: await hashPassword(input.password),
@@ -91,8 +98,8 @@ export async function createUser(
 }
 
 /** Lists users. */
-export function listAllUsers(db: Database): Promise<User[]> {
-  return listUsers(db.sql);
+export function listAllUsers(deps: AccountDeps): Promise<User[]> {
+  return listUsers(deps.db.sql);
 }
 
 /** Outcome of a login attempt. */
@@ -105,22 +112,22 @@ export type LoginResult =
  * Checks credentials under the rate limit. Unknown accounts cost the same time as known ones.
  *
  * @example
- * const result = await authenticate(db, { email, password, address: "203.0.113.9" });
+ * const result = await authenticate({ db }, { email, password, address: "203.0.113.9" });
  */
 export async function authenticate(
-  db: Database,
-  input: { email: string; password: string; address: string; now?: Date },
+  deps: AccountDeps,
+  input: { email: string; password: string; address: string },
 ): Promise<LoginResult> {
   const typed = input.email.trim().toLowerCase().slice(0, 254);
   // A control character (refused by Postgres as NUL) matches no account: the attempt is still
   // recorded, under the email with those characters replaced, and counts against the limits.
   const email = typed.replace(CONTROL_CHARACTER, "\uFFFD").toWellFormed();
-  const now = input.now ?? new Date();
+  const now = currentTime(deps);
   const since = new Date(now.getTime() - LOGIN_LIMITS.windowMinutes * 60_000);
   // Recorded as a failure first and counted against the attempts before it: parallel guesses
   // cannot all pass the check before any of them is recorded.
-  const attemptId = await insertLoginAttempt(db.sql, { email, address: input.address });
-  const failures = await countRecentFailures(db.sql, {
+  const attemptId = await insertLoginAttempt(deps.db.sql, { email, address: input.address });
+  const failures = await countRecentFailures(deps.db.sql, {
     email,
     address: input.address,
     since,
@@ -129,17 +136,17 @@ export async function authenticate(
   if (
     failures.byEmail >= LOGIN_LIMITS.perAccount || failures.byAddress >= LOGIN_LIMITS.perAddress
   ) {
-    await deleteLoginAttempt(db.sql, attemptId);
+    await deleteLoginAttempt(deps.db.sql, attemptId);
     return {
       ok: false,
       reason: "rate_limited",
       retryAfterSeconds: LOGIN_LIMITS.windowMinutes * 60,
     };
   }
-  const user = email === typed ? await findUserByEmail(db.sql, email) : null;
+  const user = email === typed ? await findUserByEmail(deps.db.sql, email) : null;
   const valid = await verifyPassword(input.password, user?.passwordHash ?? DUMMY_HASH);
   const succeeded = valid && user !== null && user.isActive;
-  if (succeeded) await markLoginAttemptSucceeded(db.sql, attemptId);
+  if (succeeded) await markLoginAttemptSucceeded(deps.db.sql, attemptId);
   if (!succeeded || !user) return { ok: false, reason: "invalid" };
   const { passwordHash: _hash, ...plain } = user;
   return { ok: true, user: plain };
@@ -152,13 +159,13 @@ export function sha256Hex(value: string): string {
 
 /** Starts a browser session; returns the cookie value (shown to the browser only). */
 export async function startSession(
-  db: Database,
-  input: { userId: string; ttlHours: number; now?: Date },
+  deps: AccountDeps,
+  input: { userId: string; ttlHours: number },
 ): Promise<{ cookieValue: string; csrfToken: string; expiresAt: Date }> {
   const cookieValue = randomBytes(32).toString("base64url");
   const csrfToken = randomBytes(24).toString("base64url");
-  const expiresAt = new Date((input.now ?? new Date()).getTime() + input.ttlHours * 3_600_000);
-  await insertSession(db.sql, {
+  const expiresAt = new Date(currentTime(deps).getTime() + input.ttlHours * 3_600_000);
+  await insertSession(deps.db.sql, {
     sessionHash: sha256Hex(cookieValue),
     userId: input.userId,
     csrfToken,
@@ -169,31 +176,31 @@ export async function startSession(
 
 /** Resolves a session cookie to its session and user, or null. */
 export async function resolveSession(
-  db: Database,
+  deps: AccountDeps,
   cookieValue: string,
 ): Promise<SessionWithUser | null> {
   if (cookieValue.length < 20 || cookieValue.length > 100) return null;
-  return await findSession(db.sql, sha256Hex(cookieValue));
+  return await findSession(deps.db.sql, sha256Hex(cookieValue));
 }
 
 /** Ends a session (logout). */
-export async function endSession(db: Database, cookieValue: string): Promise<void> {
-  await deleteSession(db.sql, sha256Hex(cookieValue));
+export async function endSession(deps: AccountDeps, cookieValue: string): Promise<void> {
+  await deleteSession(deps.db.sql, sha256Hex(cookieValue));
 }
 
 const TOKEN_PREFIX = "ptk_";
 
 /** Creates an API token for a user; the token is returned once and only its hash is stored. */
 export async function createApiToken(
-  db: Database,
+  deps: AccountDeps,
   input: { email: string; name?: string },
 ): Promise<{ id: string; token: string; user: User }> {
   const email = normalizeEmail(input.email);
-  const user = await findUserByEmail(db.sql, email);
+  const user = await findUserByEmail(deps.db.sql, email);
   if (!user) throw new AccountError("unknown_user", `Cannot create token: no user "${email}"`);
   const token = TOKEN_PREFIX + randomBytes(32).toString("base64url");
   const id = newId();
-  await insertToken(db.sql, {
+  await insertToken(deps.db.sql, {
     id,
     userId: user.id,
     name: (input.name ?? "").slice(0, 200),
@@ -205,14 +212,14 @@ export async function createApiToken(
 }
 
 /** Resolves a bearer token to its user, or null (unknown, revoked, or inactive user). */
-export async function resolveApiToken(db: Database, token: string): Promise<User | null> {
+export async function resolveApiToken(deps: AccountDeps, token: string): Promise<User | null> {
   if (!token.startsWith(TOKEN_PREFIX) || token.length > 200) return null;
-  return await findUserByTokenHash(db.sql, sha256Hex(token));
+  return await findUserByTokenHash(deps.db.sql, sha256Hex(token));
 }
 
 /** Revokes a token by id. */
-export function revokeApiToken(db: Database, tokenId: string): Promise<boolean> {
-  return revokeToken(db.sql, tokenId);
+export function revokeApiToken(deps: AccountDeps, tokenId: string): Promise<boolean> {
+  return revokeToken(deps.db.sql, tokenId);
 }
 
 /**
@@ -220,16 +227,16 @@ export function revokeApiToken(db: Database, tokenId: string): Promise<boolean> 
  * transaction; returns the password (shown once) or throws `unknown_user`.
  *
  * @example
- * const { password } = await resetPassword(db, { email: "admin@localhost" });
+ * const { password } = await resetPassword({ db }, { email: "admin@localhost" });
  */
 export async function resetPassword(
-  db: Database,
+  deps: AccountDeps,
   input: { email: string },
 ): Promise<{ user: User; password: string; sessionsEnded: number }> {
   const email = normalizeEmail(input.email);
   const password = generatePassword();
   const passwordHash = await hashPassword(password);
-  const result = await db.sql.begin(async (tx) => {
+  const result = await deps.db.sql.begin(async (tx) => {
     const user = await findUserByEmail(tx, email);
     if (!user) return null;
     await updatePasswordHash(tx, user.id, passwordHash);
@@ -248,13 +255,13 @@ export async function resetPassword(
  * Serialized by an advisory lock so two replicas starting together create one admin.
  */
 export async function bootstrapAdmin(
-  db: Database,
+  deps: AccountDeps,
   email: string,
 ): Promise<{ email: string; password: string } | null> {
-  if (await countUsers(db.sql) > 0) return null;
+  if (await countUsers(deps.db.sql) > 0) return null;
   const password = generatePassword();
   const passwordHash = await hashPassword(password);
-  const created = await db.sql.begin(async (tx) => {
+  const created = await deps.db.sql.begin(async (tx) => {
     await tx`SELECT pg_advisory_xact_lock(${9_000_001})`;
     if (await countUsers(tx) > 0) return null;
     return await insertUser(tx, {

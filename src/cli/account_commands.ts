@@ -32,7 +32,7 @@ export async function userCreate(io: CommandIo, withDb: WithDatabase): Promise<n
   }
   return await withDb(async (db) => {
     try {
-      const user = await createUser(db, {
+      const user = await createUser({ db }, {
         email: values.email!,
         password,
         isAdmin: values.admin ?? false,
@@ -56,7 +56,7 @@ export async function userResetPassword(io: CommandIo, withDb: WithDatabase): Pr
   if (!values.email) throw new UsageError("--email is required");
   return await withDb(async (db) => {
     try {
-      const reset = await resetPassword(db, { email: values.email! });
+      const reset = await resetPassword({ db }, { email: values.email! });
       io.stderr(
         `Reset the password of ${reset.user.email}; signed out ${reset.sessionsEnded} session(s). ` +
           `It is shown once:`,
@@ -77,7 +77,7 @@ export async function userResetPassword(io: CommandIo, withDb: WithDatabase): Pr
 export async function userList(io: CommandIo, withDb: WithDatabase): Promise<number> {
   parseArgs(io.args, {});
   return await withDb(async (db) => {
-    const users = await listAllUsers(db);
+    const users = await listAllUsers({ db });
     io.stdout(["ID", "EMAIL", "ADMIN", "ACTIVE", "CREATED"].join("\t"));
     for (const user of users) {
       io.stdout(
@@ -100,7 +100,10 @@ export async function tokenCreate(io: CommandIo, withDb: WithDatabase): Promise<
   if (!values.email) throw new UsageError("--email is required");
   return await withDb(async (db) => {
     try {
-      const created = await createApiToken(db, { email: values.email!, name: values.name ?? "" });
+      const created = await createApiToken({ db }, {
+        email: values.email!,
+        name: values.name ?? "",
+      });
       io.stderr(
         `Created token ${created.id} for ${created.user.email}; it is shown once, store it now:`,
       );

@@ -111,7 +111,7 @@ export async function serve(
   const deps = await openServices(config, logger);
   let firstRun: { email: string; password: string } | null = null;
   if (deps.db.embedded) {
-    const admin = await bootstrapAdmin(deps.db, config.adminEmail);
+    const admin = await bootstrapAdmin(deps, config.adminEmail);
     if (admin) firstRun = admin;
   }
   const server = await startServer(apps.web(deps).fetch, {

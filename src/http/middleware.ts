@@ -56,7 +56,7 @@ export function loadSession(deps: AppDeps): MiddlewareHandler<AppEnv> {
   return async function loadSession(c, next) {
     const cookie = getCookie(c, SESSION_COOKIE);
     if (cookie) {
-      const session = await resolveSession(deps.db, cookie);
+      const session = await resolveSession(deps, cookie);
       if (session) {
         c.set("session", session);
         c.set("user", session.user);
@@ -108,7 +108,7 @@ export async function bearerUser(deps: AppDeps, c: Context<AppEnv>): Promise<Use
       },
     );
   }
-  const user = await resolveApiToken(deps.db, match[1]!);
+  const user = await resolveApiToken(deps, match[1]!);
   if (!user) {
     throw new HttpError(
       401,

@@ -5,6 +5,9 @@
  * Why not `@remix-run/multipart-parser` 0.16.3: its `MultipartParser` collects every part's
  * content in memory and yields the part only after its closing boundary (2 MiB default cap),
  * which would buffer whole uploads; SPEC §1 asks for a streaming parser.
+ *
+ * Past 300 lines on purpose: one state machine over one buffer (boundary search, part headers,
+ * part bodies with back-pressure); its pieces are private to each other.
  */
 import { Buffer } from "node:buffer";
 import { dispositionParams, filenameFromContentDisposition } from "./content_disposition.ts";

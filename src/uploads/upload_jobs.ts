@@ -51,9 +51,8 @@ const DELETE_CONCURRENCY = 8;
  */
 export async function notifyExpiringFiles(
   deps: AppDeps,
-  options: { now?: Date } = {},
 ): Promise<ExpiryNoticeResult> {
-  const now = options.now ?? currentTime(deps);
+  const now = currentTime(deps);
   const until = new Date(now.getTime() + deps.config.uploadExpiryNotifyHours * 3_600_000);
   const result: ExpiryNoticeResult = { notified: 0, skipped: 0 };
   let afterId: string | undefined;
@@ -95,9 +94,9 @@ export async function notifyExpiringFiles(
  */
 export async function deleteExpiredFiles(
   deps: AppDeps,
-  options: { now?: Date; batchSize?: number } = {},
+  options: { batchSize?: number } = {},
 ): Promise<CleanupResult> {
-  const now = options.now ?? currentTime(deps);
+  const now = currentTime(deps);
   const batchSize = options.batchSize ?? 1000;
   const result: CleanupResult = { deleted: 0, errors: 0, leftoversRemoved: 0 };
   const logger = deps.logger.child({ job: "delete_expired_files" });
@@ -160,9 +159,9 @@ export const INCOMPLETE_UPLOAD_MAX_AGE_HOURS = 24;
  */
 export async function deleteIncompleteUploads(
   deps: AppDeps,
-  options: { now?: Date; maxAgeHours?: number } = {},
+  options: { maxAgeHours?: number } = {},
 ): Promise<{ removed: number; errors: number }> {
-  const now = options.now ?? currentTime(deps);
+  const now = currentTime(deps);
   const maxAgeHours = options.maxAgeHours ?? INCOMPLETE_UPLOAD_MAX_AGE_HOURS;
   const olderThan = new Date(now.getTime() - maxAgeHours * 3_600_000);
   const logger = deps.logger.child({ job: "delete_incomplete_uploads" });

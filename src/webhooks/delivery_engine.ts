@@ -3,6 +3,9 @@
  * leases due deliveries, sends them with bounded parallelism and no database lock or transaction
  * open (SPEC §5 Delivery), and writes the results back in short batched transactions guarded by
  * the lease.
+ *
+ * Past 300 lines on purpose: fan-out, lease, send and write-back share one in-flight set and one
+ * wake-up flag, and split across files they would have to hand their state back and forth.
  */
 import { hostname } from "node:os";
 import type { Config } from "../config/config.ts";

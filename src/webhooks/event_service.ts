@@ -6,6 +6,7 @@
 import { isUuid } from "../db/ids.ts";
 import type { Config } from "../config/config.ts";
 import type { Database } from "../db/db.ts";
+import { type Clock, currentTime } from "../app_deps.ts";
 import { notifyOutbox } from "../outbox/emit.ts";
 import { rollUpEvents } from "../outbox/deliveries_repo.ts";
 import {
@@ -87,11 +88,11 @@ export async function getEventDetail(
  * await retryEvent({ db }, eventId);
  */
 export async function retryEvent(
-  deps: { db: Database },
+  deps: { db: Database; clock?: Clock },
   eventId: string,
-  { now = new Date() }: { now?: Date } = {},
 ): Promise<RetryResult | null> {
   if (!isUuid(eventId)) return null;
+  const now = currentTime(deps);
   return await deps.db.sql.begin(async (tx) => {
     const locked = await lockEvents(tx, { ids: [eventId] });
     if (locked.length === 0) return null;
@@ -106,9 +107,9 @@ export async function retryEvent(
 
 /** Retries every failed event (see `retryEvent`). */
 export async function retryAllFailed(
-  deps: { db: Database },
-  { now = new Date() }: { now?: Date } = {},
+  deps: { db: Database; clock?: Clock },
 ): Promise<RetryResult> {
+  const now = currentTime(deps);
   return await deps.db.sql.begin(async (tx) => {
     const ids = (await lockEvents(tx, { status: "failed" })).map((row) => row.id);
     if (ids.length === 0) return { events: 0, deliveries: 0 };
@@ -129,10 +130,11 @@ const RETENTION_BATCH = 1000;
  * const { deleted } = await deleteOldEvents({ db, config });
  */
 export async function deleteOldEvents(
-  deps: { db: Database; config: Pick<Config, "outboxRetentionHours"> },
-  { now = new Date() }: { now?: Date } = {},
+  deps: { db: Database; config: Pick<Config, "outboxRetentionHours">; clock?: Clock },
 ): Promise<{ deleted: number }> {
-  const before = new Date(now.getTime() - deps.config.outboxRetentionHours * 3_600_000);
+  const before = new Date(
+    currentTime(deps).getTime() - deps.config.outboxRetentionHours * 3_600_000,
+  );
   let deleted = 0;
   for (;;) {
     const count = await deleteTerminalEvents(deps.db.sql, { before, limit: RETENTION_BATCH });

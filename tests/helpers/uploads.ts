@@ -124,12 +124,12 @@ export async function createTestUser(
   email: string,
   options: { admin?: boolean } = {},
 ): Promise<TestUser> {
-  const user = await createUser(db, {
+  const user = await createUser({ db }, {
     email,
     password: "correct horse battery",
     isAdmin: options.admin ?? false,
   });
-  const { token } = await createApiToken(db, { email });
+  const { token } = await createApiToken({ db }, { email });
   return { user, token, auth: { authorization: `Bearer ${token}` } };
 }
 

@@ -7,6 +7,9 @@
  * and asks for a password (scram-sha-256) generated at creation and kept in
  * `PORTAL_DATA_DIR/pg-password` (mode 0600). Callers serialize these steps with the data
  * dir's start lock (embedded_database.ts).
+ *
+ * Past 300 lines on purpose: create, start, find and stop are the life of one cluster and share
+ * its file layout, its pid-file reading and its error messages.
  */
 import { join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
