@@ -13,6 +13,7 @@
 import { Hono } from "hono";
 import type { AppDeps, AppEnv } from "./src/http/app_env.ts";
 import { errorHandlers } from "./src/http/errors.ts";
+import { securityHeaders } from "./src/http/security_headers.ts";
 import {
   loadSession,
   requestContext,
@@ -40,6 +41,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   const errors = errorHandlers(renderErrorPage);
   app.onError(errors.onError);
   app.notFound(errors.notFound);
+  app.use("*", securityHeaders(deps.config));
   app.use("*", requestContext(deps));
   app.route("/", healthRoutes(deps));
   app.route("/", staticRoutes());
@@ -68,5 +70,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
 
 /** Builds the small app of `portal worker`: health and metrics only. */
 export function createWorkerApp(deps: AppDeps): Hono {
-  return healthRoutes(deps);
+  const app = new Hono();
+  app.use("*", securityHeaders(deps.config));
+  app.route("/", healthRoutes(deps));
+  return app;
 }
