@@ -14,6 +14,7 @@ import { Hono } from "hono";
 import type { AppDeps, AppEnv } from "./src/http/app_env.ts";
 import { errorHandlers } from "./src/http/errors.ts";
 import { securityHeaders } from "./src/http/security_headers.ts";
+import { requestCodings } from "./src/http/request_codings.ts";
 import {
   loadSession,
   requestContext,
@@ -43,6 +44,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.notFound(errors.notFound);
   app.use("*", securityHeaders(deps.config));
   app.use("*", requestContext(deps));
+  app.use("*", requestCodings());
   app.route("/", healthRoutes(deps));
   app.route("/", staticRoutes());
   app.use("*", loadSession(deps));
