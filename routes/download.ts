@@ -54,6 +54,12 @@ export function downloadRoutes(deps: AppDeps): Hono<AppEnv> {
           "link_invalid",
           "Cannot download: the link's signature is invalid",
         );
+      case "link_outlives_file":
+        throw new HttpError(
+          403,
+          "link_invalid",
+          "Cannot download: the link would outlive its file, so it was not made by Portal",
+        );
       case "link_expired":
         throw new HttpError(
           403,

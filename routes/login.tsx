@@ -8,6 +8,7 @@ import type { AppDeps, AppEnv } from "../src/http/app_env.ts";
 import { HttpError } from "../src/http/errors.ts";
 import { readForm } from "../src/http/form_body.ts";
 import { checkCsrf, safeEqual, SESSION_COOKIE } from "../src/http/middleware.ts";
+import { verifyingKeys } from "../src/auth/secret_key.ts";
 import { renderPage } from "../components/render.tsx";
 
 const LOGIN_CSRF_COOKIE = "portal_login_csrf";
@@ -111,7 +112,10 @@ export function loginRoutes(deps: AppDeps): Hono<AppEnv> {
     }
     const nonce = getCookie(c, LOGIN_CSRF_COOKIE);
     const given = typeof form.csrf_token === "string" ? form.csrf_token : "";
-    if (!nonce || !safeEqual(signLoginToken(deps.secretKey, nonce), given)) {
+    if (
+      !nonce ||
+      !verifyingKeys(deps).some((key) => safeEqual(signLoginToken(key, nonce), given))
+    ) {
       throw new HttpError(
         403,
         "csrf",

@@ -79,6 +79,10 @@ const DESCRIBED_DEFAULTS: Record<string, { text: string; check: (config: Config)
     text: "(generated, kept in the database)",
     check: (config) => assert.equal(config.secretKey, null),
   },
+  PORTAL_SECRET_KEY_PREVIOUS: {
+    text: "(none)",
+    check: (config) => assert.equal(config.secretKeyPrevious, null),
+  },
   PORTAL_TRUST_PROXY: {
     text: "(empty)",
     check: (config) => assert.deepEqual(config.trustProxy, []),

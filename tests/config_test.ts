@@ -18,6 +18,7 @@ Deno.test("loadConfig() applies the defaults to an empty environment", () => {
     port: 8000,
     publicUrl: "http://127.0.0.1:8000",
     secretKey: null,
+    secretKeyPrevious: null,
     jobs: true,
     workerPort: 8001,
     adminEmail: "admin@localhost",
@@ -132,6 +133,15 @@ const INVALID: { env: Record<string, string>; error: string }[] = [
   {
     env: { PORTAL_SECRET_KEY: "too-short" },
     error: "PORTAL_SECRET_KEY: expected at least 32 characters, got 9",
+  },
+  {
+    env: { PORTAL_SECRET_KEY_PREVIOUS: "an-old-key-that-is-long-enough-to-use-0123" },
+    error:
+      "PORTAL_SECRET_KEY_PREVIOUS: set only together with PORTAL_SECRET_KEY (the key that signs now)",
+  },
+  {
+    env: { PORTAL_SECRET_KEY: "k".repeat(32), PORTAL_SECRET_KEY_PREVIOUS: "old" },
+    error: "PORTAL_SECRET_KEY_PREVIOUS: expected at least 32 characters, got 3",
   },
   {
     env: { PORTAL_JOBS: "sometimes" },

@@ -70,7 +70,7 @@ Deno.test("loadSecretKey() returns a configured key without storing it", async (
   });
 });
 
-Deno.test("portal serve never logs the generated or the configured key", async (t) => {
+Deno.test("portal serve never logs the generated or the configured key, and warns when none is configured", async (t) => {
   const testDb = await createTestDatabase("secret_key_logs");
   const dataDir = await Deno.makeTempDir({ prefix: "portal-secret-key-" });
   try {
@@ -106,12 +106,18 @@ Deno.test("portal serve never logs the generated or the configured key", async (
       assert.ok(key, "serve generated and stored a key");
       assert.ok(output.includes('"msg":"listening"'), "the debug log was captured");
       assert.equal(output.includes(key), false, "the generated key is not in the output");
+      assert.match(
+        output,
+        /"warn".*PORTAL_SECRET_KEY is unset|PORTAL_SECRET_KEY is unset.*"warn"/,
+        "serve warns",
+      );
     });
 
     await t.step("configured: absent from the output", async () => {
       const output = await run({ PORTAL_SECRET_KEY: CONFIGURED });
       assert.ok(output.includes('"msg":"listening"'));
       assert.equal(output.includes(CONFIGURED), false, "the configured key is not in the output");
+      assert.doesNotMatch(output, /PORTAL_SECRET_KEY is unset/, "no warning with a key");
     });
   } finally {
     await testDb.drop();

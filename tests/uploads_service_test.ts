@@ -88,7 +88,7 @@ Deno.test("uploadFile() stores the bytes, a stored row and exactly one file.stor
     const link = new URL(url!);
     assert.equal(link.origin + link.pathname, `http://portal.test/files/${file.id}/download`);
     assert.equal(
-      verifyDownloadLink(UPLOAD_TEST_SECRET, {
+      verifyDownloadLink([UPLOAD_TEST_SECRET], {
         fileId: file.id,
         expires: link.searchParams.get("expires")!,
         sig: link.searchParams.get("sig")!,

@@ -232,7 +232,7 @@ Deno.test("verifyDownloadLink() accepts its own signatures until they expire", (
   const expires = Math.floor(now.getTime() / 1000) + 60;
   const sig = signDownload(key, id, expires);
   const check = (e: string, s: string, at = now) =>
-    verifyDownloadLink(key, { fileId: id, expires: e, sig: s, now: at });
+    verifyDownloadLink([key], { fileId: id, expires: e, sig: s, now: at });
   assert.equal(check(String(expires), sig), "valid");
   assert.equal(check(String(expires), sig, new Date(now.getTime() + 61_000)), "expired");
   assert.equal(check(String(expires + 1), sig), "invalid");
@@ -242,7 +242,12 @@ Deno.test("verifyDownloadLink() accepts its own signatures until they expire", (
   );
   assert.equal(check("abc", sig), "invalid");
   assert.equal(
-    verifyDownloadLink(key, { fileId: id.replace(/1$/, "2"), expires: String(expires), sig, now }),
+    verifyDownloadLink([key], {
+      fileId: id.replace(/1$/, "2"),
+      expires: String(expires),
+      sig,
+      now,
+    }),
     "invalid",
   );
 });

@@ -29,6 +29,7 @@ export function adminFileRoutes(deps: AppDeps): Hono<AppEnv> {
         status,
         limit: PAGE_SIZE,
         cursor,
+        includeExpired: true,
       });
     } catch (error) {
       if (!(error instanceof RangeError)) throw error;

@@ -57,6 +57,13 @@ async function openRuntime(config: Readonly<Config>, logger: Logger): Promise<Da
 async function openServices(config: Readonly<Config>, logger: Logger) {
   const db = await openRuntime(config, logger);
   const secretKey = await loadSecretKey(db, config.secretKey);
+  if (config.secretKey === null && config.databaseUrl !== null) {
+    // The key then sits in the database beside the files it guards: anyone who reads a backup
+    // can sign download links. The embedded default keeps both in one data dir anyway.
+    logger.warn("PORTAL_SECRET_KEY is unset: the signing key is kept in the database", {
+      hint: "set PORTAL_SECRET_KEY (32+ characters) in production, the same on every replica",
+    });
+  }
   const storage = createStorage(config);
   const metrics = new Metrics();
   registerDeliveryMetrics(metrics, db);

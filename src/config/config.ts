@@ -27,6 +27,8 @@ export interface Config {
   publicUrl: string;
   /** Null means: use (or generate) the key stored in the database. */
   secretKey: string | null;
+  /** A retired PORTAL_SECRET_KEY that still verifies links and tokens, never signs. */
+  secretKeyPrevious: string | null;
   jobs: boolean;
   workerPort: number;
   adminEmail: string;
@@ -190,6 +192,16 @@ export function loadConfig(env: Env): ConfigResult {
       `PORTAL_SECRET_KEY: expected at least 32 characters, got ${secretKey.length}`,
     );
   }
+  const secretKeyPrevious = r.raw("PORTAL_SECRET_KEY_PREVIOUS") ?? null;
+  if (secretKeyPrevious !== null && secretKey === null) {
+    r.errors.push(
+      "PORTAL_SECRET_KEY_PREVIOUS: set only together with PORTAL_SECRET_KEY (the key that signs now)",
+    );
+  } else if (secretKeyPrevious !== null && secretKeyPrevious.length < 32) {
+    r.errors.push(
+      `PORTAL_SECRET_KEY_PREVIOUS: expected at least 32 characters, got ${secretKeyPrevious.length}`,
+    );
+  }
 
   const adminEmail = r.string("PORTAL_ADMIN_EMAIL", "admin@localhost").toLowerCase();
   if (!/^[^\s@]+@[^\s@]+$/.test(adminEmail)) {
@@ -259,6 +271,7 @@ export function loadConfig(env: Env): ConfigResult {
     port,
     publicUrl,
     secretKey,
+    secretKeyPrevious,
     jobs: r.bool("PORTAL_JOBS", true),
     workerPort: r.int("PORTAL_WORKER_PORT", 8001, { min: 0, max: 65535 }),
     adminEmail,

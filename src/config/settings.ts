@@ -69,7 +69,13 @@ export const SETTINGS: readonly SettingDoc[] = [
     name: "PORTAL_SECRET_KEY",
     default: "(generated, kept in the database)",
     description:
-      "Key for signed download links and CSRF tokens, at least 32 characters. Unset: generated once and shared by every replica through the database",
+      "Key for signed download links and CSRF tokens, at least 32 characters. Unset: generated once and shared by every replica through the database (fine for the embedded default; set it in production, where `portal serve` warns when it is unset)",
+  },
+  {
+    name: "PORTAL_SECRET_KEY_PREVIOUS",
+    default: "(none)",
+    description:
+      "The key PORTAL_SECRET_KEY replaced: links and forms signed with it still verify, nothing new is signed with it. Drop it once links signed with the old key need not work (an event's link lives as long as its file)",
   },
   {
     name: "PORTAL_JOBS",

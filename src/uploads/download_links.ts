@@ -2,7 +2,10 @@
  * Download links a consumer can use without logging in (SPEC §4 `url`): a presigned URL on
  * S3, or on local storage `<PORTAL_PUBLIC_URL>/files/<id>/download?expires=<unix>&sig=<hex>`
  * where sig is HMAC-SHA256 of "<id>.<expires>" under the instance's secret key. Both live for
- * AWS_QUERYSTRING_EXPIRE seconds (default 3600), so one setting governs every link lifetime.
+ * AWS_QUERYSTRING_EXPIRE seconds (default 3600), so one setting governs every link lifetime,
+ * and never longer than the file: no link is made for an expired file, and a link whose
+ * `expires` lies past its file's end is refused however well it is signed (a leaked key cannot
+ * mint a link for the year 33658). PORTAL_SECRET_KEY_PREVIOUS verifies links, never signs them.
  */
 import { Buffer } from "node:buffer";
 import { createHmac, timingSafeEqual } from "node:crypto";
@@ -19,21 +22,46 @@ export function signDownload(secretKey: string, fileId: string, expires: number)
 }
 
 /**
- * Checks `expires` (unix seconds, as sent) and `sig` for `fileId`, in constant time; a bad
- * signature is "invalid" even when the link is also past its expiry.
+ * Checks `expires` (unix seconds, as sent) and `sig` for `fileId` against each of `keys`, in
+ * constant time; a bad signature is "invalid" even when the link is also past its expiry.
  *
  * @example
- * verifyDownloadLink(key, { fileId, expires: "1767225600", sig, now: new Date() }); // => "valid"
+ * verifyDownloadLink([key], { fileId, expires: "1767225600", sig, now: new Date() }); // => "valid"
  */
 export function verifyDownloadLink(
-  secretKey: string,
+  keys: readonly string[],
   input: { fileId: string; expires: string; sig: string; now: Date },
 ): LinkCheck {
   if (!/^\d{1,12}$/.test(input.expires) || !/^[0-9a-f]{64}$/.test(input.sig)) return "invalid";
-  const expected = Buffer.from(signDownload(secretKey, input.fileId, Number(input.expires)), "hex");
   const given = Buffer.from(input.sig, "hex");
-  if (!timingSafeEqual(expected, given)) return "invalid";
+  const signed = keys.some((key) =>
+    timingSafeEqual(
+      Buffer.from(signDownload(key, input.fileId, Number(input.expires)), "hex"),
+      given,
+    )
+  );
+  if (!signed) return "invalid";
   return Number(input.expires) * 1000 < input.now.getTime() ? "expired" : "valid";
+}
+
+/** True once `file` is past its `expires_at`: gone to every reader, whatever cleanup has done. */
+export function isExpired(file: Pick<UploadFileRecord, "expiresAt">, now: Date): boolean {
+  return file.expiresAt !== null && file.expiresAt.getTime() <= now.getTime();
+}
+
+/**
+ * How long a link made now for `file` may live: the configured lifetime, cut to what is left of
+ * the file's; 0 once the file has expired.
+ */
+export function linkLifetimeSeconds(
+  deps: Pick<AppDeps, "config">,
+  file: Pick<UploadFileRecord, "expiresAt">,
+  now: Date,
+): number {
+  const configured = deps.config.s3.querystringExpireSeconds;
+  if (file.expiresAt === null) return configured;
+  const left = Math.floor((file.expiresAt.getTime() - now.getTime()) / 1000);
+  return Math.max(0, Math.min(configured, left));
 }
 
 /** A signed local link for `fileId`, valid for `expiresInSeconds` from `now`. */
@@ -85,7 +113,7 @@ export function payloadToSend(
 /**
  * The download link of a stored or processed file: presigned on S3, signed by Portal on local
  * storage; null for files without bytes (failed, deleted) or stored on another backend than
- * the one configured now.
+ * the one configured now, and for expired ones.
  *
  * @example
  * const url = await fileDownloadUrl(deps, file); // "https://portal.example/files/…/download?…"
@@ -96,12 +124,14 @@ export async function fileDownloadUrl(
 ): Promise<string | null> {
   if (file.status !== "stored" && file.status !== "processed") return null;
   if (file.storageKey === null || file.storageBackend !== deps.storage.backend) return null;
-  const expiresInSeconds = deps.config.s3.querystringExpireSeconds;
+  const now = currentTime(deps);
+  const expiresInSeconds = linkLifetimeSeconds(deps, file, now);
+  if (expiresInSeconds === 0) return null;
   const presigned = await deps.storage.presignedDownloadUrl(file.storageKey, {
     filename: file.originalFilename,
     contentType: file.contentType,
     inline: isInlineType(file.contentType),
     expiresInSeconds,
   });
-  return presigned ?? localDownloadUrl(deps, file.id, { now: currentTime(deps), expiresInSeconds });
+  return presigned ?? localDownloadUrl(deps, file.id, { now, expiresInSeconds });
 }

@@ -5,7 +5,13 @@
  */
 import { isUuid } from "../db/ids.ts";
 import type { ByteRange } from "../storage/storage.ts";
-import { verifyDownloadLink } from "./download_links.ts";
+import {
+  eventLinkExpiry,
+  isExpired,
+  linkLifetimeSeconds,
+  verifyDownloadLink,
+} from "./download_links.ts";
+import { verifyingKeys } from "../auth/secret_key.ts";
 import { FALLBACK_NAME } from "./file_names.ts";
 import { findFile, type UploadFileRecord } from "./files_repo.ts";
 import { isInlineType } from "./inline_types.ts";
@@ -18,12 +24,14 @@ export type DownloadAccess =
   | { kind: "not_found" }
   | { kind: "gone"; file: UploadFileRecord }
   | { kind: "link_invalid" }
+  | { kind: "link_outlives_file" }
   | { kind: "link_expired"; expiredAt: Date };
 
 /**
  * Decides whether the request may download `fileId`: with `link` (the `expires` and `sig` query
- * values) the signature alone decides; otherwise `viewer` must own the file or be an admin.
- * Files that are not yours, unknown or never stored are "not_found"; deleted ones are "gone".
+ * values) the signature decides, and the link may not end after its file does; otherwise
+ * `viewer` must own the file or be an admin. Files that are not yours, unknown or never stored
+ * are "not_found"; deleted ones, and ones past `expires_at` (before cleanup has run), "gone".
  *
  * @example
  * const access = await authorizeDownload(deps, { fileId, viewer: user, link: null });
@@ -37,34 +45,35 @@ export async function authorizeDownload(
   },
 ): Promise<DownloadAccess> {
   if (!isUuid(input.fileId)) return { kind: "not_found" };
+  const now = currentTime(deps);
   let check: "valid" | "expired" | "invalid" = "valid";
   if (input.link !== null) {
-    check = verifyDownloadLink(deps.secretKey, {
+    check = verifyDownloadLink(verifyingKeys(deps), {
       fileId: input.fileId,
       ...input.link,
-      now: currentTime(deps),
+      now,
     });
     if (check === "invalid") return { kind: "link_invalid" };
   }
   const file = await findFile(deps.db.sql, input.fileId);
-  if (input.link !== null && check === "expired") {
+  if (input.link !== null) {
     // An event's link ends with its file: past that, the file is gone (410), not the link.
-    const now = currentTime(deps).getTime();
-    if (
-      file !== null && (file.status === "deleted" || (file.expiresAt?.getTime() ?? Infinity) <= now)
-    ) {
+    if (file !== null && (file.status === "deleted" || isExpired(file, now))) {
       return { kind: "gone", file };
     }
-    return { kind: "link_expired", expiredAt: new Date(Number(input.link.expires) * 1000) };
-  }
-  if (file === null) return { kind: "not_found" };
-  if (input.link === null) {
+    if (check === "expired") {
+      return { kind: "link_expired", expiredAt: new Date(Number(input.link.expires) * 1000) };
+    }
+    if (file === null) return { kind: "not_found" };
+    if (Number(input.link.expires) > eventLinkExpiry(file)) return { kind: "link_outlives_file" };
+  } else {
     const viewer = input.viewer;
+    if (file === null) return { kind: "not_found" };
     if (viewer === null || (!viewer.isAdmin && file.uploadedBy !== viewer.id)) {
       return { kind: "not_found" };
     }
+    if (file.status === "deleted" || isExpired(file, now)) return { kind: "gone", file };
   }
-  if (file.status === "deleted") return { kind: "gone", file };
   if (file.status !== "stored" && file.status !== "processed") return { kind: "not_found" };
   return { kind: "ok", file };
 }
@@ -116,7 +125,7 @@ export async function openDownload(
   const shown = presentation(file);
   const url = await deps.storage.presignedDownloadUrl(file.storageKey, {
     ...shown,
-    expiresInSeconds: deps.config.s3.querystringExpireSeconds,
+    expiresInSeconds: Math.max(1, linkLifetimeSeconds(deps, file, currentTime(deps))),
   });
   if (url !== null) return { kind: "redirect", url };
   if (options.head) {

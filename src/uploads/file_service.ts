@@ -14,7 +14,8 @@ import {
   type UploadFileRecord,
 } from "./files_repo.ts";
 import { IllegalTransitionError, UploadError } from "./upload_errors.ts";
-import type { AppDeps } from "../app_deps.ts";
+import { type AppDeps, currentTime } from "../app_deps.ts";
+import { isExpired } from "./download_links.ts";
 import type { Uploader } from "./uploader.ts";
 
 /** Every file status, for validating input. */
@@ -40,14 +41,14 @@ export function canTransition(from: FileStatus, to: FileStatus): boolean {
 }
 
 /**
- * The file, when `viewer` may see it (its uploader, or an admin); null otherwise, and for
- * malformed ids, so callers answer 404 without telling whose file it is.
+ * The file, when `viewer` may see it (its uploader, or an admin) and it has not expired; null
+ * otherwise, and for malformed ids, so callers answer 404 without telling whose file it is.
  *
  * @example
  * const file = await getFile(deps, { fileId: c.req.param("id"), viewer: user });
  */
 export async function getFile(
-  deps: Pick<AppDeps, "db">,
+  deps: Pick<AppDeps, "db" | "clock">,
   input: { fileId: string; viewer: Uploader | null },
 ): Promise<UploadFileRecord | null> {
   if (!isUuid(input.fileId)) return null;
@@ -55,6 +56,7 @@ export async function getFile(
   if (file === null) return null;
   if (input.viewer === null) return null;
   if (!input.viewer.isAdmin && file.uploadedBy !== input.viewer.id) return null;
+  if (isExpired(file, currentTime(deps))) return null;
   return file;
 }
 
@@ -65,7 +67,8 @@ export interface FilePage {
 }
 
 /**
- * Lists the files `viewer` may see (admins: everyone's), newest first, `limit` per page.
+ * Lists the files `viewer` may see (admins: everyone's), newest first, `limit` per page;
+ * files past their expiry are left out unless `includeExpired` (the console shows them).
  * `cursor` is the opaque `nextCursor` of the previous page; a malformed one throws RangeError.
  *
  * @example
@@ -73,8 +76,14 @@ export interface FilePage {
  * const next = await listVisibleFiles(deps, { viewer: user, limit: 50, cursor: page.nextCursor! });
  */
 export async function listVisibleFiles(
-  deps: Pick<AppDeps, "db">,
-  input: { viewer: Uploader; status?: FileStatus; limit: number; cursor?: string },
+  deps: Pick<AppDeps, "db" | "clock">,
+  input: {
+    viewer: Uploader;
+    status?: FileStatus;
+    limit: number;
+    cursor?: string;
+    includeExpired?: boolean;
+  },
 ): Promise<FilePage> {
   const beforeId = input.cursor === undefined ? undefined : decodeCursor(input.cursor);
   if (beforeId === null) throw new RangeError("Cannot list files: the cursor is malformed");
@@ -84,6 +93,7 @@ export async function listVisibleFiles(
     status: input.status,
     limit: input.limit + 1,
     beforeId,
+    unexpiredAt: input.includeExpired ? undefined : currentTime(deps),
   });
   const files = rows.slice(0, input.limit);
   const last = files.at(-1);

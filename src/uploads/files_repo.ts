@@ -84,6 +84,8 @@ export interface ListFilesQuery {
   limit: number;
   /** Keyset cursor: only ids below this one (ids are UUID v7, so newest first). */
   beforeId?: string;
+  /** Only files not yet expired at this time. */
+  unexpiredAt?: Date;
 }
 
 /** Files newest first (id desc), at most `limit`. */
@@ -97,6 +99,11 @@ export async function listFiles(
       ${query.uploadedBy === null ? sql`` : sql`AND uploaded_by = ${query.uploadedBy}`}
       ${query.status === undefined ? sql`` : sql`AND status = ${query.status}`}
       ${query.beforeId === undefined ? sql`` : sql`AND id < ${query.beforeId}`}
+      ${
+    query.unexpiredAt === undefined
+      ? sql``
+      : sql`AND (expires_at IS NULL OR expires_at > ${query.unexpiredAt})`
+  }
     ORDER BY id DESC
     LIMIT ${query.limit}`;
 }
