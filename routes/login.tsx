@@ -134,7 +134,7 @@ export function loginRoutes(deps: AppDeps): Hono<AppEnv> {
       const rateLimited = result.reason === "rate_limited";
       if (rateLimited) c.header("Retry-After", String(result.retryAfterSeconds));
       const error = rateLimited
-        ? "Too many failed sign-in attempts: wait 15 minutes and try again"
+        ? "Too many failed sign-in attempts from your address: wait 15 minutes and try again"
         : "Sign-in failed: wrong email or password";
       return renderPage(
         c,

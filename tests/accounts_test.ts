@@ -5,6 +5,7 @@ import {
   createApiToken,
   createUser,
   LOGIN_LIMITS,
+  loginDelayMs,
   resolveSession,
   revokeApiToken,
   startSession,
@@ -135,13 +136,13 @@ Deno.test("POST /login answers a wrong password and an unknown email with the sa
   });
 });
 
-Deno.test("authenticate() locks an account after 5 failures", async (t) => {
+Deno.test("authenticate() refuses an address after 5 failures on one account, and only that address", async (t) => {
   await withApp("accounts_lock", async ({ db, app }) => {
     await createUser({ db }, { email: "bob@example.org", password: PASSWORD });
     const from = (address: string) => new Browser(app, { address });
 
     await t.step("5 failures are answered 401", async () => {
-      for (let i = 0; i < LOGIN_LIMITS.perAccount; i++) {
+      for (let i = 0; i < LOGIN_LIMITS.perAccountAndAddress; i++) {
         const response = await from("198.51.100.1").submitLogin("ada@example.org", `wrong-${i}`);
         await response.body?.cancel();
         assert.equal(response.status, 401, `attempt ${i + 1}`);
@@ -149,25 +150,24 @@ Deno.test("authenticate() locks an account after 5 failures", async (t) => {
     });
 
     await t.step(
-      "the next attempt is 429 even with the right password, from any address",
+      "the next attempt from that address is 429 even with the right password",
       async () => {
-        for (const address of ["198.51.100.1", "203.0.113.77"]) {
-          const response = await from(address).submitLogin("ada@example.org", PASSWORD);
-          const body = await response.text();
-          assert.equal(response.status, 429);
-          assert.match(response.headers.get("content-type") ?? "", /^text\/html/);
-          assert.equal(
-            response.headers.get("retry-after"),
-            String(LOGIN_LIMITS.windowMinutes * 60),
-          );
-          assert.match(body, /Too many failed sign-in attempts/);
-          assert.equal(
-            response.headers.getSetCookie().some((c) => c.startsWith("portal_session=")),
-            false,
-          );
-        }
+        const response = await from("198.51.100.1").submitLogin("ada@example.org", PASSWORD);
+        const body = await response.text();
+        assert.equal(response.status, 429);
+        assert.match(response.headers.get("content-type") ?? "", /^text\/html/);
+        assert.equal(response.headers.get("retry-after"), String(LOGIN_LIMITS.windowMinutes * 60));
+        assert.match(body, /Too many failed sign-in attempts from your address/);
+        assert.equal(
+          response.headers.getSetCookie().some((c) => c.startsWith("portal_session=")),
+          false,
+        );
       },
     );
+
+    await t.step("the account still signs in from another address", async () => {
+      await login(app, "ada@example.org", PASSWORD, { address: "203.0.113.77" });
+    });
 
     await t.step("another account from the same address still signs in", async () => {
       await login(app, "bob@example.org", PASSWORD, { address: "198.51.100.1" });
@@ -184,28 +184,64 @@ Deno.test("authenticate() locks an account after 5 failures", async (t) => {
   });
 });
 
-Deno.test("authenticate() counts parallel guesses against the account limit", async () => {
+Deno.test("authenticate() counts parallel guesses from one address against its limit", async () => {
   const { testDb, db } = await createMigratedDatabase("accounts_parallel");
   try {
     await createUser({ db }, { email: "ada@example.org", password: PASSWORD });
-    // Fired at once from many addresses: each guess must see the ones made before it.
+    // Fired at once: each guess must see the ones made before it.
     const results = await Promise.all(
       Array.from({ length: 12 }, (_, i) =>
-        authenticate({ db }, {
+        authenticate({ db, sleep: () => Promise.resolve() }, {
           email: "ada@example.org",
           password: `guess ${i}`,
-          address: `198.51.100.${i + 1}`,
+          address: "198.51.100.1",
         })),
     );
     const reasons = results.map((r) => (r.ok ? "ok" : r.reason)).sort();
     assert.deepEqual(reasons, [
-      ...new Array(LOGIN_LIMITS.perAccount).fill("invalid"),
-      ...new Array(12 - LOGIN_LIMITS.perAccount).fill("rate_limited"),
+      ...new Array(LOGIN_LIMITS.perAccountAndAddress).fill("invalid"),
+      ...new Array(12 - LOGIN_LIMITS.perAccountAndAddress).fill("rate_limited"),
     ]);
     // Refused guesses are not stored, so they do not extend the lockout.
     const [row] = await db.sql<{ count: number }[]>`
       SELECT count(*)::int AS count FROM login_attempt WHERE email = 'ada@example.org'`;
-    assert.equal(row?.count, LOGIN_LIMITS.perAccount);
+    assert.equal(row?.count, LOGIN_LIMITS.perAccountAndAddress);
+  } finally {
+    await testDb.drop();
+  }
+});
+
+Deno.test("authenticate() slows an account guessed from many addresses, never the right password from a clean one", async () => {
+  const { testDb, db } = await createMigratedDatabase("accounts_slow");
+  try {
+    await createUser({ db }, { email: "ada@example.org", password: PASSWORD });
+    const delays: number[] = [];
+    const deps = { db, sleep: (ms: number) => (delays.push(ms), Promise.resolve()) };
+    const attempt = (password: string, address: string) =>
+      authenticate(deps, { email: "ada@example.org", password, address });
+
+    for (let i = 0; i < 9; i++) {
+      const result = await attempt(`guess ${i}`, `198.51.100.${i + 1}`);
+      assert.equal(
+        result.ok ? "ok" : result.reason,
+        "invalid",
+        `guess ${i + 1} is refused, not locked`,
+      );
+    }
+    // Free for the first five failures, then doubling with each one.
+    assert.deepEqual(delays, [100, 200, 400, 800]);
+
+    delays.length = 0;
+    const clean = await attempt(PASSWORD, "192.0.2.10");
+    assert.equal(clean.ok, true, "the right password from a clean address");
+    assert.deepEqual(delays, [], "is answered at once");
+    const failedBefore = await attempt(PASSWORD, "198.51.100.3");
+    assert.equal(failedBefore.ok, true, "the right password from an address that failed once");
+    assert.equal(delays.length, 1, "waits first");
+    assert.equal(
+      loginDelayMs({ byEmail: 100, byEmailAndAddress: 1 }, false),
+      LOGIN_LIMITS.maxDelayMs,
+    );
   } finally {
     await testDb.drop();
   }

@@ -33,8 +33,38 @@ import {
 export type { User } from "./users_repo.ts";
 export type { SessionWithUser } from "./sessions_repo.ts";
 
-/** Login rate limit: failures allowed per window, per account and per client address. */
-export const LOGIN_LIMITS = { windowMinutes: 15, perAccount: 5, perAddress: 20 } as const;
+/**
+ * The login rate limit, counted over a sliding window. Refusals are per address and per
+ * (account, address) pair, never per account alone: otherwise anyone could lock the admin
+ * out by guessing wrong from anywhere. Against guesses spread over many addresses an account
+ * slows down instead: past `accountSlowAfter` failures from anywhere, every wrong answer (and a
+ * right one from an address that has failed on it) waits, doubling from 100 ms up to
+ * `maxDelayMs`; the right password from an address that has not failed is answered at once.
+ */
+export const LOGIN_LIMITS = {
+  windowMinutes: 15,
+  /** Failures one address may make on one account before that pair is refused (429). */
+  perAccountAndAddress: 5,
+  /** Failures one address may make across all accounts before it is refused (429). */
+  perAddress: 20,
+  /** Failures on one account, from any address, before its answers slow down. */
+  accountSlowAfter: 5,
+  maxDelayMs: 5_000,
+} as const;
+
+/**
+ * How long to hold the answer to a login attempt, given the failures before it in the window;
+ * 0 for the right password from an address that has not failed on the account.
+ */
+export function loginDelayMs(
+  failures: { byEmail: number; byEmailAndAddress: number },
+  succeeded: boolean,
+): number {
+  if (succeeded && failures.byEmailAndAddress === 0) return 0;
+  const over = failures.byEmail - LOGIN_LIMITS.accountSlowAfter;
+  if (over < 0) return 0;
+  return Math.min(LOGIN_LIMITS.maxDelayMs, 100 * 2 ** Math.min(over, 16));
+}
 
 /** A problem with account input the caller shows to the user. */
 export class AccountError extends Error {
@@ -54,6 +84,8 @@ const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/g;
 export interface AccountDeps {
   db: Database;
   clock?: Clock;
+  /** Waits out a login slowdown (default a timer; tests record the delays instead). */
+  sleep?: (ms: number) => Promise<void>;
 }
 
 /** Normalizes and checks an email address (no control characters, at most 254 characters). */
@@ -134,7 +166,8 @@ export async function authenticate(
     beforeId: attemptId,
   });
   if (
-    failures.byEmail >= LOGIN_LIMITS.perAccount || failures.byAddress >= LOGIN_LIMITS.perAddress
+    failures.byEmailAndAddress >= LOGIN_LIMITS.perAccountAndAddress ||
+    failures.byAddress >= LOGIN_LIMITS.perAddress
   ) {
     await deleteLoginAttempt(deps.db.sql, attemptId);
     return {
@@ -147,6 +180,10 @@ export async function authenticate(
   const valid = await verifyPassword(input.password, user?.passwordHash ?? DUMMY_HASH);
   const succeeded = valid && user !== null && user.isActive;
   if (succeeded) await markLoginAttemptSucceeded(deps.db.sql, attemptId);
+  const delay = loginDelayMs(failures, succeeded);
+  if (delay > 0) {
+    await (deps.sleep ?? ((ms) => new Promise<void>((done) => setTimeout(done, ms))))(delay);
+  }
   if (!succeeded || !user) return { ok: false, reason: "invalid" };
   const { passwordHash: _hash, ...plain } = user;
   return { ok: true, user: plain };

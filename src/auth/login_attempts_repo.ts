@@ -26,19 +26,31 @@ export async function deleteLoginAttempt(sql: Queryable, id: number): Promise<vo
   await sql`DELETE FROM login_attempt WHERE id = ${id}`;
 }
 
+/** Failures counted by the login limit (see LOGIN_LIMITS in account_service.ts). */
+export interface RecentFailures {
+  /** On this account, from any address. */
+  byEmail: number;
+  /** From this address, on any account. */
+  byAddress: number;
+  /** On this account from this address. */
+  byEmailAndAddress: number;
+}
+
 /** Failed attempts since `since` for an email and for an address, made before attempt `beforeId`. */
 export async function countRecentFailures(
   sql: Queryable,
   input: { email: string; address: string; since: Date; beforeId: number },
-): Promise<{ byEmail: number; byAddress: number }> {
-  const [row] = await sql<{ byEmail: number; byAddress: number }[]>`
+): Promise<RecentFailures> {
+  const [row] = await sql<RecentFailures[]>`
     SELECT
       count(*) FILTER (WHERE email = ${input.email})::int AS "byEmail",
-      count(*) FILTER (WHERE address = ${input.address})::int AS "byAddress"
+      count(*) FILTER (WHERE address = ${input.address})::int AS "byAddress",
+      count(*) FILTER (WHERE email = ${input.email} AND address = ${input.address})::int
+        AS "byEmailAndAddress"
     FROM login_attempt
     WHERE NOT succeeded AND created_at > ${input.since} AND id < ${input.beforeId}
       AND (email = ${input.email} OR address = ${input.address})`;
-  return row ?? { byEmail: 0, byAddress: 0 };
+  return row ?? { byEmail: 0, byAddress: 0, byEmailAndAddress: 0 };
 }
 
 /** Deletes attempts older than `before`; returns how many. */
