@@ -1,7 +1,8 @@
 /**
  * The route table, written by hand: one sub-app per URL area, each from its file in routes/.
  *
- *   /healthz /readyz /metrics   routes/health.ts (also the worker's small server)
+ *   /healthz /readyz /metrics   routes/health.ts (also the worker's and the metrics listener;
+ *                               /metrics only with PORTAL_METRICS_TOKEN on this port)
  *   /static/*                   routes/static.ts
  *   /login /logout              routes/login.tsx
  *   /                           routes/home.tsx
@@ -45,7 +46,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.use("*", securityHeaders(deps.config));
   app.use("*", requestContext(deps));
   app.use("*", requestCodings());
-  app.route("/", healthRoutes(deps));
+  app.route("/", healthRoutes(deps, { token: deps.config.metricsToken, open: false }));
   app.route("/", staticRoutes());
   app.use("*", loadSession(deps));
 
@@ -70,10 +71,18 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   return app;
 }
 
-/** Builds the small app of `portal worker`: health and metrics only. */
+/** Builds the small app of `portal worker`: health, and metrics for the token's holder. */
 export function createWorkerApp(deps: AppDeps): Hono {
   const app = new Hono();
   app.use("*", securityHeaders(deps.config));
-  app.route("/", healthRoutes(deps));
+  app.route("/", healthRoutes(deps, { token: deps.config.metricsToken, open: false }));
+  return app;
+}
+
+/** Builds the app of the PORTAL_METRICS_PORT listener (either mode): health and metrics. */
+export function createMetricsApp(deps: AppDeps): Hono {
+  const app = new Hono();
+  app.use("*", securityHeaders(deps.config));
+  app.route("/", healthRoutes(deps, { token: deps.config.metricsToken, open: true }));
   return app;
 }

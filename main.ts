@@ -4,7 +4,7 @@
  * error. It hands the commands the route table (app.ts), so src/ never imports routes/. The
  * only module with process side effects beyond the commands it runs.
  */
-import { createApp, createWorkerApp } from "./app.ts";
+import { createApp, createMetricsApp, createWorkerApp } from "./app.ts";
 import { commandContext, ConfigError, findCommand, mainUsage } from "./src/cli/commands.ts";
 import { type CommandIo, UsageError } from "./src/cli/cli_types.ts";
 import { COMMAND_USAGE } from "./src/cli/usage.ts";
@@ -45,6 +45,7 @@ async function main(argv: string[]): Promise<number> {
     return await found.command.run(commandContext({ ...io, args: found.rest }, {
       web: createApp,
       worker: createWorkerApp,
+      metrics: createMetricsApp,
     }));
   } catch (error) {
     if (error instanceof ConfigError) {

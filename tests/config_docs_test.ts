@@ -83,6 +83,14 @@ const DESCRIBED_DEFAULTS: Record<string, { text: string; check: (config: Config)
     text: "(none)",
     check: (config) => assert.equal(config.secretKeyPrevious, null),
   },
+  PORTAL_METRICS_TOKEN: {
+    text: "(none)",
+    check: (config) => assert.equal(config.metricsToken, null),
+  },
+  PORTAL_METRICS_PORT: {
+    text: "(none)",
+    check: (config) => assert.equal(config.metricsPort, null),
+  },
   PORTAL_TRUST_PROXY: {
     text: "(empty)",
     check: (config) => assert.deepEqual(config.trustProxy, []),

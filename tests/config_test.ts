@@ -21,6 +21,9 @@ Deno.test("loadConfig() applies the defaults to an empty environment", () => {
     secretKeyPrevious: null,
     jobs: true,
     workerPort: 8001,
+    metricsToken: null,
+    metricsPort: null,
+    metricsHost: "127.0.0.1",
     adminEmail: "admin@localhost",
     trustProxy: [],
     webhookAllowPrivate: false,
@@ -142,6 +145,19 @@ const INVALID: { env: Record<string, string>; error: string }[] = [
   {
     env: { PORTAL_SECRET_KEY: "k".repeat(32), PORTAL_SECRET_KEY_PREVIOUS: "old" },
     error: "PORTAL_SECRET_KEY_PREVIOUS: expected at least 32 characters, got 3",
+  },
+  {
+    env: { PORTAL_METRICS_TOKEN: "short" },
+    error: "PORTAL_METRICS_TOKEN: expected at least 16 characters without spaces, got 5",
+  },
+  {
+    env: { PORTAL_METRICS_PORT: "99999" },
+    error: 'PORTAL_METRICS_PORT: expected a whole number 0..65535, got "99999"',
+  },
+  {
+    env: { PORTAL_METRICS_HOST: "not a host" },
+    error:
+      'PORTAL_METRICS_HOST: expected an IPv4 or IPv6 address (no brackets) or a host name, got "not a host"',
   },
   {
     env: { PORTAL_JOBS: "sometimes" },

@@ -25,11 +25,15 @@ function delay(ms: number): Promise<void> {
 }
 
 /** Settings shared by the processes of one test. */
+const METRICS_TOKEN = "worker-metrics-token-0123456789";
+const METRICS_AUTH = { authorization: `Bearer ${METRICS_TOKEN}` };
+
 function portalEnv(testDb: TestDatabase, dataDir: string): Record<string, string> {
   return {
     DATABASE_URL: testDb.url,
     PORTAL_DATA_DIR: dataDir,
     PORTAL_SECRET_KEY: "worker-mode-secret-key-0123456789abcdefgh",
+    PORTAL_METRICS_TOKEN: METRICS_TOKEN,
     PORTAL_WEBHOOK_ALLOW_PRIVATE: "true",
     PORTAL_SHUTDOWN_TIMEOUT_SECONDS: String(SHUTDOWN_TIMEOUT_SECONDS),
     PORTAL_DB_POOL_SIZE: "4",
@@ -109,7 +113,10 @@ Deno.test("portal worker serves /healthz and /metrics, delivers a committed even
     });
 
     await t.step("/metrics lists the job and delivery series from the start", async () => {
-      const response = await fetch(`${base}/metrics`);
+      const anonymous = await fetch(`${base}/metrics`);
+      assert.equal(anonymous.status, 401, "not without PORTAL_METRICS_TOKEN");
+      await anonymous.body?.cancel();
+      const response = await fetch(`${base}/metrics`, { headers: METRICS_AUTH });
       assert.equal(response.status, 200);
       assert.match(response.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);
       const text = await response.text();
@@ -139,7 +146,7 @@ Deno.test("portal worker serves /healthz and /metrics, delivers a committed even
       const [delivery] = await deliveriesOf(db, eventId);
       assert.equal(delivery?.status, "delivered");
       assert.equal(request.headers.get("webhook-id"), `msg_${delivery.id}`);
-      const metrics = await (await fetch(`${base}/metrics`)).text();
+      const metrics = await (await fetch(`${base}/metrics`, { headers: METRICS_AUTH })).text();
       assert.match(metrics, /^portal_webhook_deliveries_total\{outcome="delivered"\} 1$/m);
     });
 

@@ -28,6 +28,22 @@ export interface ServerApps {
   web(deps: AppDeps): { fetch: Handler };
   /** The health and metrics app of `portal worker`. */
   worker(deps: AppDeps): { fetch: Handler };
+  /** The app of the PORTAL_METRICS_PORT listener, in either mode. */
+  metrics(deps: AppDeps): { fetch: Handler };
+}
+
+/** The PORTAL_METRICS_PORT listener when one is configured. */
+async function startMetricsServer(
+  deps: AppDeps,
+  apps: ServerApps,
+): Promise<RunningServer | null> {
+  if (deps.config.metricsPort === null) return null;
+  const server = await startServer(apps.metrics(deps).fetch, {
+    hostname: deps.config.metricsHost,
+    port: deps.config.metricsPort,
+  });
+  deps.logger.info("metrics listening", { host: server.hostname, port: server.port });
+  return server;
 }
 
 /** Resolves when SIGINT or SIGTERM arrives. */
@@ -79,6 +95,7 @@ async function openServices(config: Readonly<Config>, logger: Logger) {
 export async function shutDown(
   parts: {
     server: RunningServer;
+    metricsServer: RunningServer | null;
     background: Background | null;
     storage: StorageAdapter;
     db: Database;
@@ -86,7 +103,11 @@ export async function shutDown(
   },
   timeoutMs: number,
 ): Promise<void> {
-  await Promise.all([parts.server.shutdown(timeoutMs), parts.background?.stop(timeoutMs)]);
+  await Promise.all([
+    parts.server.shutdown(timeoutMs),
+    parts.metricsServer?.shutdown(timeoutMs),
+    parts.background?.stop(timeoutMs),
+  ]);
   parts.storage.close?.();
   await parts.db.close();
   parts.logger.info("stopped");
@@ -126,6 +147,7 @@ export async function serve(
     port: config.port,
     onError: (error) => logger.error("unhandled server error", { error }),
   });
+  const metricsServer = await startMetricsServer(deps, apps);
   const background = config.jobs ? startBackground(deps) : null;
   logger.info("listening", { url: config.publicUrl, host: server.hostname, port: server.port });
   console.log(`Portal is running at ${config.publicUrl} (press Ctrl+C to stop)`);
@@ -133,7 +155,10 @@ export async function serve(
 
   const signal = await terminationSignal();
   logger.info("shutting down", { signal });
-  await shutDown({ ...deps, server, background }, config.shutdownTimeoutSeconds * 1000);
+  await shutDown(
+    { ...deps, server, metricsServer, background },
+    config.shutdownTimeoutSeconds * 1000,
+  );
   return 0;
 }
 
@@ -148,11 +173,15 @@ export async function worker(
     hostname: config.host,
     port: config.workerPort,
   });
+  const metricsServer = await startMetricsServer(deps, apps);
   const background = startBackground(deps);
   logger.info("worker listening", { host: server.hostname, port: server.port });
   const signal = await terminationSignal();
   logger.info("shutting down", { signal });
-  await shutDown({ ...deps, server, background }, config.shutdownTimeoutSeconds * 1000);
+  await shutDown(
+    { ...deps, server, metricsServer, background },
+    config.shutdownTimeoutSeconds * 1000,
+  );
   return 0;
 }
 

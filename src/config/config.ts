@@ -31,6 +31,11 @@ export interface Config {
   secretKeyPrevious: string | null;
   jobs: boolean;
   workerPort: number;
+  /** Bearer token /metrics asks for on every listener; null: none. */
+  metricsToken: string | null;
+  /** A listener of its own for /metrics (no token needed there unless one is set); null: none. */
+  metricsPort: number | null;
+  metricsHost: string;
   adminEmail: string;
   trustProxy: string[];
   webhookAllowPrivate: boolean;
@@ -203,6 +208,22 @@ export function loadConfig(env: Env): ConfigResult {
     );
   }
 
+  const metricsToken = r.raw("PORTAL_METRICS_TOKEN") ?? null;
+  if (metricsToken !== null && (metricsToken.length < 16 || /\s/.test(metricsToken))) {
+    r.errors.push(
+      `PORTAL_METRICS_TOKEN: expected at least 16 characters without spaces, got ${metricsToken.length}`,
+    );
+  }
+  const metricsPort = r.raw("PORTAL_METRICS_PORT") === undefined
+    ? null
+    : r.int("PORTAL_METRICS_PORT", 0, { min: 0, max: 65535 });
+  const metricsHost = r.string("PORTAL_METRICS_HOST", "127.0.0.1");
+  if (!isHost(metricsHost)) {
+    r.errors.push(
+      `PORTAL_METRICS_HOST: expected an IPv4 or IPv6 address (no brackets) or a host name, got "${metricsHost}"`,
+    );
+  }
+
   const adminEmail = r.string("PORTAL_ADMIN_EMAIL", "admin@localhost").toLowerCase();
   if (!/^[^\s@]+@[^\s@]+$/.test(adminEmail)) {
     r.errors.push(`PORTAL_ADMIN_EMAIL: expected an email address, got "${adminEmail}"`);
@@ -274,6 +295,9 @@ export function loadConfig(env: Env): ConfigResult {
     secretKeyPrevious,
     jobs: r.bool("PORTAL_JOBS", true),
     workerPort: r.int("PORTAL_WORKER_PORT", 8001, { min: 0, max: 65535 }),
+    metricsToken,
+    metricsPort,
+    metricsHost,
     adminEmail,
     trustProxy,
     webhookAllowPrivate: r.bool("PORTAL_WEBHOOK_ALLOW_PRIVATE", false),

@@ -89,6 +89,24 @@ export const SETTINGS: readonly SettingDoc[] = [
     description: "Port of the `/healthz` endpoint of `portal worker`",
   },
   {
+    name: "PORTAL_METRICS_TOKEN",
+    default: "(none)",
+    description:
+      "Bearer token `/metrics` asks for, at least 16 characters. Unset: `/metrics` is not served on the main or the worker port",
+  },
+  {
+    name: "PORTAL_METRICS_PORT",
+    default: "(none)",
+    description:
+      "Port of a listener serving only `/metrics`, for Prometheus (no token asked unless `PORTAL_METRICS_TOKEN` is set); one per process",
+  },
+  {
+    name: "PORTAL_METRICS_HOST",
+    default: "127.0.0.1",
+    description:
+      "Address the `PORTAL_METRICS_PORT` listener binds (loopback: only this machine scrapes)",
+  },
+  {
     name: "PORTAL_ADMIN_EMAIL",
     default: "admin@localhost",
     description: "Email of the admin account created on the first embedded start",
