@@ -37,6 +37,8 @@ Deno.test("loadConfig() applies the defaults to an empty environment", () => {
     uploadTtlHours: 24,
     uploadExpiryNotifyHours: 1,
     maxFilesPerRequest: 10,
+    bodyIdleTimeoutSeconds: 60,
+    maxConcurrentUploadsPerUser: 8,
     cleanupIntervalHours: 6,
     outboxSweepIntervalMinutes: 5,
     outboxRetentionHours: 168,
@@ -158,6 +160,14 @@ const INVALID: { env: Record<string, string>; error: string }[] = [
     env: { PORTAL_METRICS_HOST: "not a host" },
     error:
       'PORTAL_METRICS_HOST: expected an IPv4 or IPv6 address (no brackets) or a host name, got "not a host"',
+  },
+  {
+    env: { PORTAL_BODY_IDLE_TIMEOUT_SECONDS: "0" },
+    error: 'PORTAL_BODY_IDLE_TIMEOUT_SECONDS: expected a whole number 1..3600, got "0"',
+  },
+  {
+    env: { PORTAL_MAX_CONCURRENT_UPLOADS_PER_USER: "many" },
+    error: 'PORTAL_MAX_CONCURRENT_UPLOADS_PER_USER: expected a whole number 1..1000, got "many"',
   },
   {
     env: { PORTAL_JOBS: "sometimes" },

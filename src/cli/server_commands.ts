@@ -146,6 +146,7 @@ export async function serve(
     hostname: config.host,
     port: config.port,
     onError: (error) => logger.error("unhandled server error", { error }),
+    bodyIdleTimeoutMs: config.bodyIdleTimeoutSeconds * 1000,
   });
   const metricsServer = await startMetricsServer(deps, apps);
   const background = config.jobs ? startBackground(deps) : null;

@@ -49,6 +49,10 @@ export interface Config {
   uploadTtlHours: number;
   uploadExpiryNotifyHours: number;
   maxFilesPerRequest: number;
+  /** Seconds a request body may send nothing before its upload is refused (408). */
+  bodyIdleTimeoutSeconds: number;
+  /** Uploads one user may have in flight across every replica (429 beyond). */
+  maxConcurrentUploadsPerUser: number;
   cleanupIntervalHours: number;
   outboxSweepIntervalMinutes: number;
   outboxRetentionHours: number;
@@ -311,6 +315,11 @@ export function loadConfig(env: Env): ConfigResult {
     uploadTtlHours,
     uploadExpiryNotifyHours,
     maxFilesPerRequest: r.int("MAX_FILES_PER_REQUEST", 10, { min: 1, max: 1000 }),
+    bodyIdleTimeoutSeconds: r.int("PORTAL_BODY_IDLE_TIMEOUT_SECONDS", 60, { min: 1, max: 3600 }),
+    maxConcurrentUploadsPerUser: r.int("PORTAL_MAX_CONCURRENT_UPLOADS_PER_USER", 8, {
+      min: 1,
+      max: 1000,
+    }),
     cleanupIntervalHours: r.int("CLEANUP_UPLOADS_INTERVAL_HOURS", 6, { min: 1, max: 24 }),
     outboxSweepIntervalMinutes: r.int("OUTBOX_SWEEP_INTERVAL_MINUTES", 5, { min: 1, max: 59 }),
     outboxRetentionHours: r.int("OUTBOX_RETENTION_HOURS", 168, { min: 1 }),

@@ -170,6 +170,18 @@ export const SETTINGS: readonly SettingDoc[] = [
     description: "Files one browser form post may carry",
   },
   {
+    name: "PORTAL_BODY_IDLE_TIMEOUT_SECONDS",
+    default: "60",
+    description:
+      "A request body that sends nothing this long is refused (408) and its upload cleaned up",
+  },
+  {
+    name: "PORTAL_MAX_CONCURRENT_UPLOADS_PER_USER",
+    default: "8",
+    description:
+      "Upload requests one user may have in flight at once, across every replica (429 beyond)",
+  },
+  {
     name: "CLEANUP_UPLOADS_INTERVAL_HOURS",
     default: "6",
     description: "How often expired files are deleted",

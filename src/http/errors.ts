@@ -21,6 +21,7 @@ export const UPLOAD_ERROR_STATUS: Readonly<Record<UploadErrorCode, Status>> = {
   empty: 400,
   storage_unavailable: 503,
   aborted: 400,
+  timeout: 408,
   malformed: 400,
   too_many_files: 400,
   no_files: 400,
@@ -87,6 +88,12 @@ export function errorHandlers(errorPage: ErrorPageRenderer): {
       const status = error.status;
       const message = status === 413 ? "Request body too large" : error.message || "Bad request";
       return errorResponse(c, status, status === 413 ? "too_large" : "bad_request", message);
+    }
+    if (error instanceof DOMException && error.name === "TimeoutError") {
+      c.get("logger")?.warn("request body idle: refused", { path: c.req.path });
+      return errorResponse(c, 408, "timeout", `Request refused: ${error.message}`, {
+        Connection: "close",
+      });
     }
     if (isClientAbort(error)) {
       return errorResponse(c, 400, "aborted", "The request was interrupted");

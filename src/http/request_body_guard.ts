@@ -20,9 +20,33 @@
  *
  * Deno cannot abort a read of the body in progress (its body resource has no cancel), and the
  * cancel takes effect only when that read returns. So a client that stops sending altogether
- * during the drain keeps its connection until it sends again or closes, as it would if it had
- * stalled while the app was reading; a slow client is dropped at the deadline.
+ * during the drain keeps its connection until it sends again or closes; a slow client is
+ * dropped at the deadline.
+ *
+ * A body that sends nothing for `idleTimeoutMs` fails the app's read with a `TimeoutError`
+ * (a DOMException, so src/uploads can tell it without importing this module): the upload is
+ * refused and cleaned up, the answer (408) is written, and the socket itself is left to the
+ * client or the proxy in front (docs/security.md), for the reason above. Bodies the guard does
+ * not hold get the same watch from `watchIdleBody`.
  */
+
+/** The error a stalled body fails with. */
+export function bodyIdleError(idleTimeoutMs: number): DOMException {
+  return new DOMException(
+    `the request body sent nothing for ${Math.round(idleTimeoutMs / 1000)} s`,
+    "TimeoutError",
+  );
+}
+
+/** `read`, or a rejection with `bodyIdleError` once it has taken `idleTimeoutMs`. */
+function withinIdle<T>(read: Promise<T>, idleTimeoutMs: number): Promise<T> {
+  if (!Number.isFinite(idleTimeoutMs)) return read;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const idle = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(bodyIdleError(idleTimeoutMs)), idleTimeoutMs);
+  });
+  return Promise.race([read, idle]).finally(() => clearTimeout(timer));
+}
 
 /**
  * What the server reads of a body the app left, to keep its connection: cheaper than a new
@@ -66,7 +90,11 @@ export interface GuardedRequest {
  * const response = await handler(guarded?.request ?? request, info);
  * guarded?.answered(info.completed);
  */
-export function guardRequestBody(request: Request): GuardedRequest | null {
+export function guardRequestBody(
+  request: Request,
+  options: { idleTimeoutMs?: number } = {},
+): GuardedRequest | null {
+  const idleTimeoutMs = options.idleTimeoutMs ?? Infinity;
   const declared = declaredLength(request);
   if (request.body === null || (declared !== null && declared <= DRAIN_BYTES)) return null;
   // A Request with these methods cannot be given a body; Portal reads none for them anyway.
@@ -80,6 +108,7 @@ export function guardRequestBody(request: Request): GuardedRequest | null {
 
   let received = 0;
   let ended = false; // read to its end, failed, or cancelled: nothing left to settle
+  let stalled = false; // a read outlived the idle timeout: it may never return
   let abandoned = false; // the app is done with its stream: the guard reads the rest
   let pulling: Promise<unknown> = Promise.resolve(); // the app's read in flight
   let controller: ReadableByteStreamController | undefined;
@@ -102,6 +131,7 @@ export function guardRequestBody(request: Request): GuardedRequest | null {
     abandoned = true;
     // A stream the app still has open fails its next read instead of racing the guard's.
     controller?.error(new TypeError("Cannot read the request body: the answer has been given"));
+    if (stalled) return false;
     await pulling;
     if (ended) return true;
     if (declared !== null && declared - received > DRAIN_BYTES) return false;
@@ -144,9 +174,10 @@ export function guardRequestBody(request: Request): GuardedRequest | null {
         // The view's memory goes to the socket read and comes back in `value`: no copy.
         const read = reader.read(view);
         pulling = read.catch(() => {});
-        result = await read;
+        result = await withinIdle(read, idleTimeoutMs);
       } catch (error) {
-        ended = true; // the client went away or sent a broken body
+        if (error instanceof DOMException && error.name === "TimeoutError") stalled = true;
+        else ended = true; // the client went away or sent a broken body
         throw error;
       }
       if (result.done) ended = true;
@@ -192,6 +223,39 @@ export function guardRequestBody(request: Request): GuardedRequest | null {
     },
     release,
   };
+}
+
+/**
+ * `request` with its body watched for `idleTimeoutMs` of silence (see the module comment), for
+ * a body the guard does not hold. The body is taken only when the app first reads it, so one
+ * the app leaves unread is still Deno's to drain, as before. Null when there is no body.
+ */
+export function watchIdleBody(request: Request, idleTimeoutMs: number): Request | null {
+  if (request.body === null || request.method === "GET" || request.method === "HEAD") return null;
+  if (!Number.isFinite(idleTimeoutMs)) return null;
+  const body = request.body;
+  let reader: ReadableStreamDefaultReader<Uint8Array> | null = null;
+  const watched = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      reader ??= body.getReader();
+      const result = await withinIdle(reader.read(), idleTimeoutMs);
+      if (result.done) controller.close();
+      else controller.enqueue(result.value);
+    },
+    cancel(reason) {
+      return (reader ?? body).cancel(reason).catch(() => {});
+    },
+  }, { highWaterMark: 0 });
+  try {
+    return new Request(request.url, {
+      method: request.method,
+      headers: request.headers,
+      body: watched,
+      duplex: "half",
+    } as RequestInit);
+  } catch {
+    return null; // TRACE and TRACK: see guardRequestBody
+  }
 }
 
 /** The declared Content-Length, or null when the body is chunked or the header unusable. */

@@ -14,7 +14,7 @@
  * limit) is cancelled once the answer has been sent, so Deno drops the connection instead of
  * reading the rest.
  */
-import { type GuardedRequest, guardRequestBody } from "./request_body_guard.ts";
+import { type GuardedRequest, guardRequestBody, watchIdleBody } from "./request_body_guard.ts";
 
 /** A running server. */
 export interface RunningServer {
@@ -48,8 +48,15 @@ function shuttingDown(): Response {
 /** Starts serving `handler` on `hostname:port`. */
 export function startServer(
   handler: Handler,
-  options: { hostname: string; port: number; onError?: (error: unknown) => void },
+  options: {
+    hostname: string;
+    port: number;
+    onError?: (error: unknown) => void;
+    /** A request body silent this long fails its reader (PORTAL_BODY_IDLE_TIMEOUT_SECONDS). */
+    bodyIdleTimeoutMs?: number;
+  },
 ): Promise<RunningServer> {
+  const idleTimeoutMs = options.bodyIdleTimeoutMs ?? Infinity;
   let inFlight = 0;
   let draining = false;
   let onIdle: (() => void) | null = null;
@@ -60,12 +67,13 @@ export function startServer(
   const tracked: Handler = async (request, info) => {
     // Before the try, whose finally settles the body. It never throws: a request it cannot
     // copy (a TRACE) is passed on as served.
-    const guarded = guardRequestBody(request);
+    const guarded = guardRequestBody(request, { idleTimeoutMs });
     try {
       if (draining) return shuttingDown();
       inFlight++;
       try {
-        return await handler(guarded?.request ?? request, info);
+        const served = guarded?.request ?? watchIdleBody(request, idleTimeoutMs) ?? request;
+        return await handler(served, info);
       } finally {
         inFlight--;
         if (inFlight === 0) onIdle?.();

@@ -125,6 +125,9 @@ export async function uploadForm(
     if (error instanceof MultipartError) {
       throw await upload.refuse(error.code, `Cannot read the form: ${error.message}`, error);
     }
+    if (error instanceof UploadError && error.code === "timeout") {
+      throw await upload.refuse("timeout", error.message, error);
+    }
     if (error instanceof UploadError && error.code === "aborted") {
       // The body broke off inside a file: a broken request, not just a refused file.
       const cause = error.cause;

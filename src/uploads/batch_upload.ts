@@ -150,7 +150,7 @@ export class BatchUpload {
         url: null,
         error: { code: error.code, message: error.message },
       });
-      if (error.code === "aborted") throw error;
+      if (error.code === "aborted" || error.code === "timeout") throw error;
       return "refused";
     }
   }

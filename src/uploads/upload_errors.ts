@@ -8,6 +8,7 @@ import type { FileStatus, UploadFileRecord } from "./files_repo.ts";
  * - `empty`: zero bytes
  * - `storage_unavailable`: the storage backend failed (down, denied, bucket missing, disk)
  * - `aborted`: the client went away mid-upload
+ * - `timeout`: the client stopped sending (PORTAL_BODY_IDLE_TIMEOUT_SECONDS)
  * - `malformed`: the request body cannot be parsed (multipart)
  * - `too_many_files`: more files than MAX_FILES_PER_REQUEST in one request
  * - `no_files`: a form without any file
@@ -20,6 +21,7 @@ export type UploadErrorCode =
   | "empty"
   | "storage_unavailable"
   | "aborted"
+  | "timeout"
   | "malformed"
   | "too_many_files"
   | "no_files"
@@ -56,6 +58,7 @@ const CODES: ReadonlySet<string> = new Set<UploadErrorCode>([
   "empty",
   "storage_unavailable",
   "aborted",
+  "timeout",
 ]);
 
 /** The code a failed file was refused with (kept in its metadata as `error_code`). */

@@ -9,6 +9,7 @@ export type UploadOutcome =
   | "empty"
   | "storage_unavailable"
   | "aborted"
+  | "timeout"
   | "error";
 
 /** Counts one upload and the bytes received for it under `outcome`. */

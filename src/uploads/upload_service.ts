@@ -116,6 +116,12 @@ export async function uploadFile(deps: AppDeps, input: UploadFileInput): Promise
       const { code, message } = state.rejection;
       return await fail(code, { code, message }, state);
     }
+    if (isIdleTimeout(state.sourceError)) {
+      const message =
+        `Cannot store upload "${shown}": ${state.sourceError.message} (after ${state.bytes} bytes)`;
+      deps.logger.warn("upload body idle: refused", { file_id: id, bytes: state.bytes });
+      return await fail("timeout", { code: "timeout", message }, state, state.sourceError);
+    }
     if (
       state.sourceError !== undefined || input.signal?.aborted ||
       (error instanceof StorageError && error.kind === "aborted")
@@ -232,4 +238,9 @@ async function ensureOpenBatch(
       `Cannot attach upload to batch "${batchId}": it is already finalized (${batch.status})`,
     );
   }
+}
+
+/** True for the error a request body fails with once it has been silent too long. */
+function isIdleTimeout(error: unknown): error is DOMException {
+  return error instanceof DOMException && error.name === "TimeoutError";
 }
