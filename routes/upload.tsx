@@ -5,6 +5,7 @@
  */
 import { Hono } from "hono";
 import type { AppDeps, AppEnv } from "../src/http/app_env.ts";
+import { uploadSlot } from "../src/http/upload_slot.ts";
 import { HttpError, UPLOAD_ERROR_STATUS, wantsJson } from "../src/http/errors.ts";
 import { Island } from "../components/Island.tsx";
 import { requireUser } from "../src/http/middleware.ts";
@@ -87,7 +88,7 @@ export function uploadRoutes(deps: AppDeps): Hono<AppEnv> {
     );
   });
 
-  app.post("/upload", requireUser(), async (c) => {
+  app.post("/upload", requireUser(), uploadSlot(deps), async (c) => {
     const json = wantsJson(c);
     let result: BatchUploadResult;
     try {

@@ -117,6 +117,9 @@ Deno.test({
             PORTAL_WEBHOOK_ALLOW_PRIVATE: "true",
             WEBHOOK_MAX_ATTEMPTS: "1",
             OUTBOX_SWEEP_INTERVAL_MINUTES: "1",
+            // The load is one user's, 50 at once: what is measured is the embedded database,
+            // not the per-user upload cap (tests/security/upload_slots_test.ts has that).
+            PORTAL_MAX_CONCURRENT_UPLOADS_PER_USER: "100",
           });
           console.log(`embedded first start: /readyz 200 after ${Math.round(served.readyMs)} ms`);
           const password = await adminPassword(served.portal);

@@ -268,7 +268,11 @@ Deno.test("portal serve on the embedded default: a refused upload racing stored 
   const dataDir = await embeddedDataDir("isolation-http");
   let served: EmbeddedPortal | null = null;
   try {
-    served = await serveEmbedded(dataDir, { PORTAL_JOBS: "off" });
+    // One user's uploads all at once: the per-user cap is tests/security/upload_slots_test.ts's.
+    served = await serveEmbedded(dataDir, {
+      PORTAL_JOBS: "off",
+      PORTAL_MAX_CONCURRENT_UPLOADS_PER_USER: "100",
+    });
     const base = served.base;
     const browser = await login(base, "admin@localhost", await adminPassword(served.portal));
     const csrf = await browser.sessionCsrfToken();

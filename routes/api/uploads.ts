@@ -27,6 +27,7 @@ import { uploadForm } from "../../src/http/upload_form.ts";
 import { IllegalTransitionError, UploadError } from "../../src/uploads/upload_errors.ts";
 import { uploadFile } from "../../src/uploads/upload_service.ts";
 import type { AppDeps, AppEnv } from "../../src/http/app_env.ts";
+import { uploadSlot } from "../../src/http/upload_slot.ts";
 import { HttpError, UPLOAD_ERROR_STATUS } from "../../src/http/errors.ts";
 import { readJsonObject } from "../../src/http/json_body.ts";
 import { uploadAnswer, uploadRefusalAnswer } from "../../src/http/upload_answer.ts";
@@ -38,7 +39,7 @@ const MAX_PAGE = 100;
 export function uploadApiRoutes(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
-  app.post("/files", async (c) => {
+  app.post("/files", uploadSlot(deps), async (c) => {
     const contentType = c.req.header("content-type") ?? null;
     if (multipartBoundary(contentType) !== null) return await multipartUpload(deps, c);
     const filename = c.req.query("filename") ??

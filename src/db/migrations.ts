@@ -4,6 +4,7 @@
  */
 import m0001 from "../../migrations/0001_init.sql" with { type: "text" };
 import m0002 from "../../migrations/0002_event_links.sql" with { type: "text" };
+import m0004 from "../../migrations/0004_upload_slots.sql" with { type: "text" };
 
 /** One forward-only migration. */
 export interface Migration {
@@ -16,4 +17,5 @@ export interface Migration {
 export const MIGRATIONS: readonly Migration[] = [
   { version: "0001", name: "0001_init.sql", sql: m0001 },
   { version: "0002", name: "0002_event_links.sql", sql: m0002 },
+  { version: "0004", name: "0004_upload_slots.sql", sql: m0004 },
 ];
