@@ -8,7 +8,14 @@
 import { type Signal, signal, useSignal } from "@preact/signals";
 import { useEffect, useRef } from "preact/hooks";
 import { describeTypes, formatBytes } from "./format.ts";
-import { messageOf, postJson, runPool, sendFile, type StoredFile } from "./upload_client.ts";
+import {
+  messageOf,
+  postJson,
+  runPool,
+  sendFile,
+  type SendOutcome,
+  type StoredFile,
+} from "./upload_client.ts";
 
 /** Props of `UploadZone` (JSON: they travel in the island marker). */
 export interface UploadZoneProps {
@@ -38,6 +45,8 @@ type Phase = "choosing" | "sending" | "done";
 
 /** Requests in flight at once: enough to keep the link busy, few enough to show progress. */
 const PARALLEL_UPLOADS = 3;
+/** How often a file waits for a free upload slot (429) before it is shown as failed. */
+const MAX_WAITS = 60;
 
 const INPUT_ID = "upload-files";
 
@@ -116,13 +125,21 @@ export default function UploadZone(props: UploadZoneProps) {
       return;
     }
     await runPool(queued, PARALLEL_UPLOADS, async (entry) => {
-      entry.state.value = "sending";
-      entry.sent.value = 0;
-      const outcome = await sendFile(entry.file, {
-        batchId,
-        csrfToken,
-        onProgress: (sent) => (entry.sent.value = sent),
-      });
+      let outcome: SendOutcome;
+      for (let attempt = 1;; attempt++) {
+        entry.state.value = "sending";
+        entry.sent.value = 0;
+        outcome = await sendFile(entry.file, {
+          batchId,
+          csrfToken,
+          onProgress: (sent) => (entry.sent.value = sent),
+        });
+        // Every upload slot of this user is busy (other tabs): wait, as the server asked.
+        if (outcome.ok || outcome.retryAfterSeconds === undefined || attempt >= MAX_WAITS) break;
+        entry.state.value = "queued";
+        const wait = outcome.retryAfterSeconds * 1000;
+        await new Promise((done) => setTimeout(done, wait));
+      }
       if (outcome.ok) {
         entry.sent.value = entry.file.size;
         entry.stored.value = outcome.file;

@@ -15,8 +15,14 @@ export interface StoredFile {
   url: string;
 }
 
-/** What became of one file: stored, or the server's (or the network's) reason why not. */
-export type SendOutcome = { ok: true; file: StoredFile } | { ok: false; message: string };
+/**
+ * What became of one file: stored, or the server's (or the network's) reason why not, with
+ * `retryAfterSeconds` when the server asked for the same request later (429: the user's other
+ * uploads, in other tabs too, hold every slot).
+ */
+export type SendOutcome =
+  | { ok: true; file: StoredFile }
+  | { ok: false; message: string; retryAfterSeconds?: number };
 
 /**
  * POSTs `{}` with the CSRF header and returns the JSON answer; throws the API's error message.
@@ -70,6 +76,9 @@ export function sendFile(
       const stored = body as (StoredFile & { status?: string }) | null;
       if (xhr.status >= 200 && xhr.status < 300 && stored?.status === "stored") {
         resolve({ ok: true, file: stored });
+      } else if (xhr.status === 429 && errorCode(body) === "too_many_uploads") {
+        const retryAfterSeconds = Number(xhr.getResponseHeader("Retry-After")) || 5;
+        resolve({ ok: false, message: errorMessage(body, xhr.status), retryAfterSeconds });
       } else {
         resolve({ ok: false, message: errorMessage(body, xhr.status) });
       }
@@ -102,6 +111,12 @@ export async function runPool<T>(
 /** The message of a thrown value. */
 export function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/** The API's `{error: {code}}`, or null. */
+function errorCode(body: unknown): string | null {
+  const code = (body as { error?: { code?: unknown } } | null)?.error?.code;
+  return typeof code === "string" ? code : null;
 }
 
 /** The API's `{error: {message}}`, or the status when the body has none. */

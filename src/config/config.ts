@@ -1,6 +1,9 @@
 /**
  * Parses the environment into one typed, frozen `Config`. Every problem is collected and
  * reported together, one line each, so an operator fixes them in one go.
+ *
+ * Past 300 lines on purpose: one reader walks every setting in one place, so a start reports
+ * all its problems at once and the settings table (settings.ts) has one parser to match.
  */
 import { join } from "node:path";
 import { DEFAULT_ALLOWED_TYPES } from "./settings.ts";

@@ -13,7 +13,7 @@ export function uploadSlot(deps: AppDeps): MiddlewareHandler<AppEnv> {
       await withUploadSlot(deps, user.id, () => next());
     } catch (error) {
       if (!(error instanceof UploadSlotsFull)) throw error;
-      throw new HttpError(429, "too_many_uploads", error.message, { "Retry-After": "5" });
+      throw new HttpError(429, "too_many_uploads", error.message, { "Retry-After": "2" });
     }
   };
 }
