@@ -3,6 +3,9 @@
  * no framing (clickjacking the console's one-button forms), no inline or foreign script, no
  * MIME sniffing, no full URL leaking in the Referer, and HSTS once Portal is served on https.
  *
+ * JSON answers are `Cache-Control: no-store` too (they carry signed links and tokens, which no
+ * shared cache should keep), like the pages.
+ *
  * Set after the route has answered, and only where the route set none of its own: a download
  * keeps its `Content-Security-Policy: sandbox`.
  */
@@ -43,8 +46,10 @@ export function securityHeaders(options: SecurityHeadersOptions): MiddlewareHand
   ];
   return async function securityHeaders(c, next) {
     await next();
-    const html = /^text\/html/i.test(c.res.headers.get("content-type") ?? "");
-    const wanted = html ? [...always, ...pages] : always;
+    const type = c.res.headers.get("content-type") ?? "";
+    const html = /^text\/html/i.test(type);
+    const wanted = html ? [...always, ...pages] : [...always];
+    if (/^application\/json/i.test(type)) wanted.push(["Cache-Control", "no-store"]);
     const missing = wanted.filter(([name]) => !c.res.headers.has(name));
     if (missing.length === 0) return;
     try {

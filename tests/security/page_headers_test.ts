@@ -79,6 +79,9 @@ Deno.test("API answers, health and static files are nosniff and frame-free; no H
       assert.equal(response.headers.get("x-content-type-options"), "nosniff", path);
       assert.equal(response.headers.get("referrer-policy"), "same-origin", path);
       assert.equal(response.headers.get("strict-transport-security"), null, path);
+      if (path.startsWith("/api/")) {
+        assert.equal(response.headers.get("cache-control"), "no-store", `${path}: not cached`);
+      }
     }
   } finally {
     await fx.close();
