@@ -25,10 +25,14 @@ export function downloadRoutes(deps: AppDeps): Hono<AppEnv> {
   // Hono answers HEAD with the GET handler and drops the body; the handler skips opening it.
   app.get("/files/:id/download", async (c) => {
     const fileId = c.req.param("id");
-    const expires = c.req.query("expires");
-    const sig = c.req.query("sig");
+    const expires = c.req.queries("expires");
+    const sig = c.req.queries("sig");
+    // A parameter given twice is no link: a proxy that reads the other value would disagree.
     const link = expires !== undefined || sig !== undefined
-      ? { expires: expires ?? "", sig: sig ?? "" }
+      ? {
+        expires: expires?.length === 1 ? expires[0]! : "",
+        sig: sig?.length === 1 ? sig[0]! : "",
+      }
       : null;
     const viewer = link === null ? await requestUser(deps, c) : null;
     if (link === null && viewer === null) {

@@ -8,6 +8,7 @@
  * it still works, and the outbox never holds a signature.
  */
 import assert from "node:assert/strict";
+import { PRIVATE_TARGETS_ALLOWED } from "./helpers/webhooks.ts";
 import { Webhook } from "npm:standardwebhooks@1.1.1";
 import { createApp } from "../app.ts";
 import { startServer } from "../src/http/server.ts";
@@ -56,7 +57,7 @@ async function uploadToWebhookToDownload(t: Deno.TestContext, backend: "local" |
   const loop = startDeliveryLoop(fx.deps);
   try {
     const ada = await createTestUser(fx.db, "ada@example.org");
-    const endpoint = await addEndpoint({ db: fx.db }, {
+    const endpoint = await addEndpoint({ db: fx.db, config: PRIVATE_TARGETS_ALLOWED }, {
       url: receiver.url,
       eventTypes: ["file.stored"],
     });

@@ -4,6 +4,7 @@
  * in one bash session, against a real Portal on loopback.
  */
 import assert from "node:assert/strict";
+import { PRIVATE_TARGETS_ALLOWED } from "./helpers/webhooks.ts";
 import { join, relative, sep } from "node:path";
 import { createMigratedDatabase } from "./helpers/db.ts";
 import { freePort, testDeps } from "./helpers/app.ts";
@@ -34,7 +35,9 @@ Deno.test("README's verifyPortalWebhook snippet verifies a real Portal delivery"
   try {
     await Deno.writeTextFile(`${dir}/verify.ts`, await snippet("verify-webhook"));
     const { verifyPortalWebhook } = await import(`file://${dir}/verify.ts`);
-    const endpoint = await addEndpoint({ db }, { url: receiver.url });
+    const endpoint = await addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, {
+      url: receiver.url,
+    });
     await emit(db, "file.stored", { file_id: "f1", size_bytes: 3 });
     await deliverDueOnce(deliveryDeps(db));
     await receiver.waitFor(1);

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { PRIVATE_TARGETS_ALLOWED } from "./helpers/webhooks.ts";
 import { createUploadFixture } from "./helpers/uploads.ts";
 import { startReceiver } from "./helpers/receiver.ts";
 import { deliveryDeps, emit } from "./helpers/webhooks.ts";
@@ -27,7 +28,7 @@ Deno.test("startBackground().stop() is bounded while the delivery sweep runs and
       BEGIN INSERT INTO claim_log (delivery_id, owner) VALUES (NEW.id, NEW.lease_owner); RETURN NEW; END $$`;
     await db.sql`CREATE TRIGGER log_claim AFTER INSERT OR UPDATE OF lease_owner ON webhook_delivery
       FOR EACH ROW WHEN (NEW.lease_owner IS NOT NULL) EXECUTE FUNCTION log_claim()`;
-    await addEndpoint({ db }, { url: receiver.url });
+    await addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, { url: receiver.url });
     for (let i = 0; i < BACKLOG; i++) await emit(db, "file.stored", { i });
 
     const timeoutMs = deps.config.shutdownTimeoutSeconds * 1000;

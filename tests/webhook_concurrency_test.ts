@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { PRIVATE_TARGETS_ALLOWED } from "./helpers/webhooks.ts";
 import type { Database } from "../src/db/db.ts";
 import { emitEvent } from "../src/outbox/emit.ts";
 import { addEndpoint } from "../src/webhooks/endpoint_service.ts";
@@ -68,8 +69,11 @@ Deno.test("startDeliveryLoop() in two processes delivers 2,000 events to each en
   const base = `http://127.0.0.1:${receiver.port}`;
   const workers: Deno.ChildProcess[] = [];
   try {
-    await addEndpoint({ db }, { url: `${base}/a` });
-    await addEndpoint({ db }, { url: `${base}/b`, eventTypes: ["file.stored"] });
+    await addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, { url: `${base}/a` });
+    await addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, {
+      url: `${base}/b`,
+      eventTypes: ["file.stored"],
+    });
     await emitMany(db, 2000);
     workers.push(spawnWorker(testDb.url), spawnWorker(testDb.url));
     await receiver.waitFor(4000, 120_000);
@@ -115,8 +119,8 @@ Deno.test("a worker killed with SIGKILL mid-batch loses nothing: its claims retu
     WEBHOOK_BACKOFF_BASE_SECONDS: "1",
   };
   try {
-    await addEndpoint({ db }, { url: `${base}/a` });
-    await addEndpoint({ db }, { url: `${base}/b` });
+    await addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, { url: `${base}/a` });
+    await addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, { url: `${base}/b` });
     await emitMany(db, 600);
     const doomed = spawnWorker(testDb.url, { ...env, WORKER_ID: "doomed" });
     const survivor = spawnWorker(testDb.url, { ...env, WORKER_ID: "survivor" });
@@ -235,7 +239,7 @@ Deno.test("SIGTERM stops a worker gracefully: in-flight sends finish, unfinished
   const { testDb, db } = await createMigratedDatabase("webhook_sigterm");
   const receiver = startReceiver();
   try {
-    await addEndpoint({ db }, { url: receiver.url });
+    await addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, { url: receiver.url });
 
     await t.step("sends that answer within the stop timeout are recorded", async () => {
       receiver.respond(async () => {

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { PRIVATE_TARGETS_ALLOWED } from "./helpers/webhooks.ts";
 import { createHmac } from "node:crypto";
 import { Webhook } from "npm:standardwebhooks@1.1.1";
 import { createMigratedDatabase } from "./helpers/db.ts";
@@ -31,7 +32,9 @@ Deno.test("deliverDueOnce() sends a signed request that standardwebhooks and an 
   const { testDb, db } = await createMigratedDatabase("webhook_signed");
   const receiver = startReceiver();
   try {
-    const endpoint = await addEndpoint({ db }, { url: receiver.url });
+    const endpoint = await addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, {
+      url: receiver.url,
+    });
     assert.match(endpoint.secret, /^whsec_[A-Za-z0-9+/]+=*$/);
     const payload = { file_id: "f1", original_filename: "report.pdf", size_bytes: 12 };
     const eventId = await emit(db, "file.stored", payload);
@@ -86,13 +89,19 @@ Deno.test("deliverDueOnce() matches event types: exact type, empty list = all, i
   const receiver = startReceiver();
   const base = `http://127.0.0.1:${receiver.port}`;
   try {
-    const stored = await addEndpoint({ db }, {
+    const stored = await addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, {
       url: `${base}/stored`,
       eventTypes: ["file.stored"],
     });
-    const all = await addEndpoint({ db }, { url: `${base}/all` });
-    await addEndpoint({ db }, { url: `${base}/deleted`, eventTypes: ["file.deleted"] });
-    const inactive = await addEndpoint({ db }, { url: `${base}/off`, eventTypes: ["file.stored"] });
+    const all = await addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, { url: `${base}/all` });
+    await addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, {
+      url: `${base}/deleted`,
+      eventTypes: ["file.deleted"],
+    });
+    const inactive = await addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, {
+      url: `${base}/off`,
+      eventTypes: ["file.stored"],
+    });
     await disableEndpoint({ db }, inactive.id, { reason: "maintenance" });
 
     await t.step("file.stored reaches the exact match and the catch-all only", async () => {
@@ -138,7 +147,9 @@ Deno.test("rotateSecret() signs with both secrets for 24 hours, then with the ne
   const receiver = startReceiver();
   const clock = new ManualClock();
   try {
-    const endpoint = await addEndpoint({ db }, { url: receiver.url });
+    const endpoint = await addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, {
+      url: receiver.url,
+    });
     const rotated = await rotateSecret({ db, clock }, endpoint.id);
     assert.ok(rotated);
     assert.notEqual(rotated.secret, endpoint.secret);
@@ -190,7 +201,7 @@ Deno.test("deliverDueOnce() fails an attempt when the receiver never answers wit
   const { testDb, db } = await createMigratedDatabase("webhook_timeout");
   const receiver = startReceiver((_req, { hang }) => hang());
   try {
-    await addEndpoint({ db }, { url: receiver.url });
+    await addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, { url: receiver.url });
     const eventId = await emit(db, "file.stored");
     const config = webhookTestConfig({ WEBHOOK_TIMEOUT_SECONDS: "1" });
     const started = performance.now();
@@ -217,7 +228,7 @@ Deno.test("deliverDueOnce() refuses a loopback endpoint when private targets are
   const receiver = startReceiver();
   try {
     const url = `http://127.0.0.1:${receiver.port}/`;
-    await addEndpoint({ db }, { url });
+    await addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, { url });
     const eventId = await emit(db, "file.stored");
     const metrics = new Metrics();
     const config = webhookTestConfig({ PORTAL_WEBHOOK_ALLOW_PRIVATE: "false" });
@@ -258,7 +269,7 @@ Deno.test("deliverDueOnce() retries a host that does not resolve, sending nothin
     const lookup = () => Promise.resolve(["127.0.0.1"]);
     const reason =
       `Cannot resolve host "hooks.portal-test.invalid" of webhook URL "${url}": .invalid names never resolve`;
-    await addEndpoint({ db }, { url });
+    await addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, { url });
     const eventId = await emit(db, "file.stored");
     const clock = new ManualClock();
     const config = webhookTestConfig({ WEBHOOK_MAX_ATTEMPTS: "2" });
@@ -312,7 +323,7 @@ Deno.test("deleteOldEvents() deletes old delivered and failed events with their 
     new Response("", { status: JSON.parse(req.body).data.fail ? 400 : 200 })
   );
   try {
-    await addEndpoint({ db }, { url: receiver.url });
+    await addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, { url: receiver.url });
     const config = webhookTestConfig({ WEBHOOK_MAX_ATTEMPTS: "1" });
     const delivered = await emit(db, "file.stored", { fail: false });
     const failed = await emit(db, "file.stored", { fail: true });
@@ -349,7 +360,9 @@ Deno.test("testEndpoint() sends portal.test now and returns the answer", async (
   const { testDb, db } = await createMigratedDatabase("webhook_test_send");
   const receiver = startReceiver(() => new Response("pong", { status: 202 }));
   try {
-    const endpoint = await addEndpoint({ db }, { url: receiver.url });
+    const endpoint = await addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, {
+      url: receiver.url,
+    });
     const answer = await testEndpoint({ db, config: webhookTestConfig() }, endpoint.id);
     assert.equal(answer?.sent, true);
     assert.equal(answer?.statusCode, 202);
@@ -379,20 +392,29 @@ Deno.test("addEndpoint() rejects a non-http URL, a malformed secret and a bad ev
   const { testDb, db } = await createMigratedDatabase("webhook_validation");
   try {
     await assert.rejects(
-      addEndpoint({ db }, { url: "ftp://example.com/x" }),
+      addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, { url: "ftp://example.com/x" }),
       (e: Error) =>
         e instanceof WebhookEndpointError && /only http and https URLs are allowed/.test(e.message),
     );
-    await assert.rejects(addEndpoint({ db }, { url: "not a url" }), WebhookEndpointError);
     await assert.rejects(
-      addEndpoint({ db }, { url: "https://example.com/", secret: "hunter2" }),
+      addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, { url: "not a url" }),
+      WebhookEndpointError,
+    );
+    await assert.rejects(
+      addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, {
+        url: "https://example.com/",
+        secret: "hunter2",
+      }),
       /expected "whsec_"/,
     );
     await assert.rejects(
-      addEndpoint({ db }, { url: "https://example.com/", eventTypes: ["file stored"] }),
+      addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, {
+        url: "https://example.com/",
+        eventTypes: ["file stored"],
+      }),
       /Cannot use event type "file stored"/,
     );
-    const kept = await addEndpoint({ db }, {
+    const kept = await addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, {
       url: "https://example.com/hooks",
       secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
       eventTypes: ["file.stored", "file.stored", "file.deleted"],
@@ -412,7 +434,7 @@ Deno.test("registerDeliveryMetrics() reports the outbox backlog and lag at scrap
   try {
     const metrics = new Metrics();
     registerDeliveryMetrics(metrics, db);
-    await addEndpoint({ db }, { url: "http://127.0.0.1:9/never" });
+    await addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, { url: "http://127.0.0.1:9/never" });
     await emit(db, "file.stored");
     await db.sql`UPDATE outbox_event SET created_at = now() - interval '90 seconds'`;
     const text = await metrics.render();
@@ -432,7 +454,7 @@ Deno.test("startDeliveryLoop() delivers an event when its transaction commits an
   const receiver = startReceiver();
   const loop = startDeliveryLoop(deliveryDeps(testDb.open()));
   try {
-    await addEndpoint({ db }, { url: receiver.url });
+    await addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, { url: receiver.url });
     await loop.drained();
     for (let i = 0; i < 3; i++) {
       const started = performance.now();

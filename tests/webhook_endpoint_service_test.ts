@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { PRIVATE_TARGETS_ALLOWED } from "./helpers/webhooks.ts";
 import { createMigratedDatabase } from "./helpers/db.ts";
 import {
   addEndpoint,
@@ -26,14 +27,20 @@ Deno.test("webhook services answer malformed ids with not-found and refuse bad d
       assert.equal(await retryEvent({ db }, id), null);
     }
     await assert.rejects(
-      addEndpoint({ db }, { url: "https://example.com/hook", description: "bad\u0000name" }),
+      addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, {
+        url: "https://example.com/hook",
+        description: "bad\u0000name",
+      }),
       (error) => error instanceof WebhookEndpointError && /control characters/.test(error.message),
     );
     await assert.rejects(
-      addEndpoint({ db }, { url: "https://example.com/hook", description: "x".repeat(501) }),
+      addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, {
+        url: "https://example.com/hook",
+        description: "x".repeat(501),
+      }),
       WebhookEndpointError,
     );
-    const ok = await addEndpoint({ db }, {
+    const ok = await addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, {
       url: "https://example.com/hook",
       description: "  CRM  ",
     });
@@ -46,7 +53,7 @@ Deno.test("webhook services answer malformed ids with not-found and refuse bad d
 Deno.test("fanOutDueEvents() gives the event the attempt limit of its deliveries", async () => {
   const { testDb, db } = await createMigratedDatabase("fanout_max_attempts");
   try {
-    await addEndpoint({ db }, { url: "https://example.com/hook" });
+    await addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, { url: "https://example.com/hook" });
     const eventId = await emit(db, "file.stored");
     const result = await fanOutDueEvents({ db }, { now: new Date(), maxAttempts: 3 });
     assert.equal(result.deliveries, 1);
@@ -66,7 +73,7 @@ Deno.test("fanOutDueEvents() takes a fresh event even when the worker's clock is
   // NOTIFY wakes it for is stamped with the database's time, and must not wait for that clock.
   const { testDb, db } = await createMigratedDatabase("fanout_clock_skew");
   try {
-    await addEndpoint({ db }, { url: "https://example.com/hook" });
+    await addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, { url: "https://example.com/hook" });
     const eventId = await emit(db, "file.stored");
     const behind = new Date(Date.now() - 5_000);
     const result = await fanOutDueEvents({ db }, { now: behind, maxAttempts: 5 });

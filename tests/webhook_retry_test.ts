@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { PRIVATE_TARGETS_ALLOWED } from "./helpers/webhooks.ts";
 import { createMigratedDatabase } from "./helpers/db.ts";
 import { startReceiver } from "./helpers/receiver.ts";
 import {
@@ -29,7 +30,7 @@ Deno.test("deliverDueOnce() retries with min(60·2^(n-1), 3600) s plus up to 10%
     new Response(`boom ${index + 1}`, { status: 500 })
   );
   try {
-    await addEndpoint({ db }, { url: receiver.url });
+    await addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, { url: receiver.url });
     const eventId = await emit(db, "file.stored");
     const clock = new ManualClock();
     const jitter = [0, 0.999, 0.5, 0.25, 0];
@@ -126,7 +127,7 @@ Deno.test("deliverDueOnce() caps the backoff at 3600 s", async () => {
   const { testDb, db } = await createMigratedDatabase("webhook_cap");
   const receiver = startReceiver(() => new Response("", { status: 502 }));
   try {
-    await addEndpoint({ db }, { url: receiver.url });
+    await addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, { url: receiver.url });
     const eventId = await emit(db, "file.stored");
     const clock = new ManualClock();
     const config = webhookTestConfig({ WEBHOOK_MAX_ATTEMPTS: "8" });
@@ -155,7 +156,7 @@ Deno.test("deliverDueOnce() waits at least as long as Retry-After on 429 and 503
       : new Response("busy", { status: 503, headers: { "Retry-After": "5" } })
   );
   try {
-    await addEndpoint({ db }, { url: receiver.url });
+    await addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, { url: receiver.url });
     const eventId = await emit(db, "file.stored");
     const clock = new ManualClock();
     clock.set(new Date());
@@ -180,7 +181,9 @@ Deno.test("deliverDueOnce() disables an endpoint that answers 410 Gone and fails
   const { testDb, db } = await createMigratedDatabase("webhook_gone");
   const receiver = startReceiver(() => new Response("gone", { status: 410 }));
   try {
-    const endpoint = await addEndpoint({ db }, { url: receiver.url });
+    const endpoint = await addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, {
+      url: receiver.url,
+    });
     const eventId = await emit(db, "file.stored");
     const counts = await deliverDueOnce(deliveryDeps(db));
     assert.equal(counts.failed, 1);
@@ -210,8 +213,8 @@ Deno.test("a failing endpoint never causes a second delivery to the endpoint tha
   );
   const base = `http://127.0.0.1:${receiver.port}`;
   try {
-    await addEndpoint({ db }, { url: `${base}/good` });
-    await addEndpoint({ db }, { url: `${base}/bad` });
+    await addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, { url: `${base}/good` });
+    await addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, { url: `${base}/bad` });
     const eventId = await emit(db, "file.stored");
     const clock = new ManualClock();
     const deps = deliveryDeps(db, { clock });
@@ -241,7 +244,7 @@ Deno.test("a failing endpoint never causes a second delivery to the endpoint tha
 Deno.test("applyDeliveryUpdates() drops a result whose lease was taken over by another worker", async () => {
   const { testDb, db } = await createMigratedDatabase("webhook_lease_guard");
   try {
-    await addEndpoint({ db }, { url: "http://127.0.0.1:9/" });
+    await addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, { url: "http://127.0.0.1:9/" });
     const eventId = await emit(db, "file.stored");
     const t0 = new Date(Date.now() + SECOND);
     await fanOutDueEvents({ db }, { now: t0, maxAttempts: 5 });
@@ -317,8 +320,8 @@ Deno.test("deleteEndpoint() settles the events that were waiting only on it", as
   );
   const base = `http://127.0.0.1:${receiver.port}`;
   try {
-    await addEndpoint({ db }, { url: `${base}/good` });
-    const bad = await addEndpoint({ db }, { url: `${base}/bad` });
+    await addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, { url: `${base}/good` });
+    const bad = await addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, { url: `${base}/bad` });
     const eventId = await emit(db, "file.stored");
     await deliverDueOnce(deliveryDeps(db));
     assert.equal((await eventState(db, eventId)).status, "pending");
@@ -337,7 +340,9 @@ Deno.test("deliverDueOnce() fails pending deliveries of an endpoint disabled aft
   const { testDb, db } = await createMigratedDatabase("webhook_disabled_later");
   const receiver = startReceiver();
   try {
-    const endpoint = await addEndpoint({ db }, { url: receiver.url });
+    const endpoint = await addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, {
+      url: receiver.url,
+    });
     const eventId = await emit(db, "file.stored");
     const clock = new ManualClock();
     clock.set(new Date());

@@ -5,6 +5,7 @@
  * PORTAL_JOBS=off delivers nothing, and a worker on the same database picks the event up.
  */
 import assert from "node:assert/strict";
+import { PRIVATE_TARGETS_ALLOWED } from "./helpers/webhooks.ts";
 import { Webhook } from "npm:standardwebhooks@1.1.1";
 import type { Database } from "../src/db/db.ts";
 import { emitEvent } from "../src/outbox/emit.ts";
@@ -100,7 +101,9 @@ Deno.test("portal worker serves /healthz and /metrics, delivers a committed even
   const receiver = startReceiver();
   let worker: PortalProcess | null = null;
   try {
-    const endpoint = await addEndpoint({ db }, { url: receiver.url });
+    const endpoint = await addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, {
+      url: receiver.url,
+    });
     const started = await startWorker(portalEnv(testDb, dataDir));
     worker = started.worker;
     const { base } = started;
@@ -176,7 +179,7 @@ Deno.test("portal serve with PORTAL_JOBS=off delivers nothing; a worker on the s
   });
   let worker: PortalProcess | null = null;
   try {
-    await addEndpoint({ db }, { url: receiver.url });
+    await addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, { url: receiver.url });
     await waitForStatus(`http://127.0.0.1:${port}/readyz`, { timeoutMs: 60_000 });
 
     let eventId = "";

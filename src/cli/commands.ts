@@ -120,7 +120,11 @@ export const COMMANDS: readonly CommandSpec[] = [
     ],
     run: (ctx) => embeddedUpgrade(ctx.io, ctx.config()),
   },
-  { path: "webhook add", help: null, run: (ctx) => webhookAdd(ctx.io, ctx.database()) },
+  {
+    path: "webhook add",
+    help: null,
+    run: (ctx) => webhookAdd(ctx.io, ctx.database(), ctx.config()),
+  },
   { path: "webhook list", help: null, run: (ctx) => webhookList(ctx.io, ctx.database()) },
   { path: "webhook disable", help: null, run: (ctx) => webhookDisable(ctx.io, ctx.database()) },
   { path: "webhook enable", help: null, run: (ctx) => webhookEnable(ctx.io, ctx.database()) },

@@ -17,7 +17,11 @@ import { parseArgs } from "./args.ts";
 import { type CommandIo, UsageError } from "./cli_types.ts";
 
 /** `portal webhook add --url U [--event-type T ...] [--secret S] [--description D]`. */
-export async function webhookAdd(io: CommandIo, withDb: WithDatabase): Promise<number> {
+export async function webhookAdd(
+  io: CommandIo,
+  withDb: WithDatabase,
+  config: Readonly<Config>,
+): Promise<number> {
   const { values } = parseArgs(io.args, {
     url: { type: "string" },
     "event-type": { type: "string", multiple: true },
@@ -27,7 +31,7 @@ export async function webhookAdd(io: CommandIo, withDb: WithDatabase): Promise<n
   if (!values.url) throw new UsageError("--url is required");
   return await withDb(async (db) => {
     try {
-      const endpoint = await addEndpoint({ db }, {
+      const endpoint = await addEndpoint({ db, config }, {
         url: values.url!,
         eventTypes: values["event-type"] ?? [],
         secret: values.secret,

@@ -32,7 +32,11 @@ export function verifyDownloadLink(
   keys: readonly string[],
   input: { fileId: string; expires: string; sig: string; now: Date },
 ): LinkCheck {
-  if (!/^\d{1,12}$/.test(input.expires) || !/^[0-9a-f]{64}$/.test(input.sig)) return "invalid";
+  // One spelling per link: no leading zeros, so a cache, a log or a deny-list keyed on the URL
+  // sees every use of it.
+  if (!/^(0|[1-9]\d{0,11})$/.test(input.expires) || !/^[0-9a-f]{64}$/.test(input.sig)) {
+    return "invalid";
+  }
   const given = Buffer.from(input.sig, "hex");
   const signed = keys.some((key) =>
     timingSafeEqual(

@@ -2,6 +2,7 @@
  * Webhook endpoints: add, list, enable, disable, delete, rotate the secret, and send a test
  * event. The CLI and the admin pages call these; SQL lives in `endpoints_repo.ts`.
  */
+import { refusedOnItsFace } from "./ssrf_guard.ts";
 import { Buffer } from "node:buffer";
 import type { Config } from "../config/config.ts";
 import type { Database } from "../db/db.ts";
@@ -49,16 +50,16 @@ export interface AddEndpointInput {
  * Adds an endpoint; throws WebhookEndpointError for a bad URL, secret or event type.
  *
  * @example
- * const endpoint = await addEndpoint({ db }, {
+ * const endpoint = await addEndpoint({ db, config }, {
  *   url: "https://example.com/hooks", eventTypes: ["file.stored"],
  * });
  * console.log(endpoint.secret); // whsec_...
  */
 export async function addEndpoint(
-  deps: { db: Database; clock?: Clock },
+  deps: { db: Database; clock?: Clock; config: { webhookAllowPrivate: boolean } },
   input: AddEndpointInput,
 ): Promise<WebhookEndpoint> {
-  const url = validateUrl(input.url);
+  const url = validateUrl(input.url, deps.config.webhookAllowPrivate);
   const secret = input.secret === undefined ? generateSecret() : validateSecret(input.secret);
   const eventTypes = validateEventTypes(input.eventTypes ?? []);
   return await insertEndpoint(deps.db.sql, {
@@ -215,22 +216,35 @@ export async function testEndpoint(
   };
 }
 
-function validateUrl(value: string): string {
+/**
+ * Checks what can be checked before the first send: the scheme, no credentials, and no address
+ * refused on its face (loopback, private, link-local, metadata, `localhost`); a name that
+ * resolves to such an address is caught when a delivery resolves it.
+ */
+function validateUrl(value: string, allowPrivate: boolean): string {
   const text = value.trim();
   let url: URL;
   try {
     url = new URL(text);
   } catch {
-    throw new WebhookEndpointError(`Cannot add webhook endpoint: "${text}" is not a URL`);
+    throw new WebhookEndpointError(
+      `Cannot add webhook endpoint: "${text.replace(/\/\/[^/@]*@/, "//***@")}" is not a URL`,
+    );
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") {
     throw new WebhookEndpointError(
-      `Cannot add webhook endpoint "${text}": only http and https URLs are allowed`,
+      `Cannot add webhook endpoint "${url.protocol}//${url.host}": only http and https URLs are allowed`,
     );
   }
   if (url.username !== "" || url.password !== "") {
     throw new WebhookEndpointError(
       `Cannot add webhook endpoint "${url.host}": credentials in the URL are not allowed`,
+    );
+  }
+  const refused = refusedOnItsFace(url, allowPrivate);
+  if (refused !== null) {
+    throw new WebhookEndpointError(
+      `Cannot add webhook endpoint "${url.origin}": ${refused}; webhooks go to public addresses only (PORTAL_WEBHOOK_ALLOW_PRIVATE=true allows private ones)`,
     );
   }
   return url.href;

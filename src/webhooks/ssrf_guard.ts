@@ -49,6 +49,28 @@ export interface ResolveTargetOptions {
 
 const DEFAULT_LOOKUP_TIMEOUT_MS = 10_000;
 
+/**
+ * What can be refused about a webhook URL without resolving it: an IP literal in a forbidden
+ * range (every IPv4 spelling is a dotted quad once parsed) or a `localhost` name (RFC 6761
+ * §6.3). Null when nothing is wrong on its face; the send-time check still resolves the name.
+ *
+ * @example
+ * refusedOnItsFace(new URL("http://2130706433/"), false); // => "address 127.0.0.1 is not allowed (loopback)"
+ */
+export function refusedOnItsFace(url: URL, allowPrivate: boolean): string | null {
+  if (allowPrivate) return null;
+  const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
+  if (ipFamily(host) !== null) {
+    const reason = isForbiddenAddress(host);
+    return reason === null ? null : `address ${host} is not allowed (${reason})`;
+  }
+  const name = host.replace(/\.$/, "").toLowerCase();
+  if (name === "localhost" || name.endsWith(".localhost")) {
+    return `host ${name} is not allowed (loopback)`;
+  }
+  return null;
+}
+
 /** The OS resolver (getaddrinfo, so /etc/hosts applies): every A and AAAA address of `host`. */
 export async function systemLookup(host: string): Promise<string[]> {
   const results = await dnsLookup(host, { all: true, verbatim: true });

@@ -103,3 +103,10 @@ export async function eventState(db: Database, eventId: string): Promise<EventSt
   if (!row) throw new Error(`Cannot find event "${eventId}"`);
   return row;
 }
+
+/**
+ * The endpoint policy of tests whose receivers listen on loopback (PORTAL_WEBHOOK_ALLOW_PRIVATE
+ * on): `addEndpoint({ db, config: PRIVATE_TARGETS_ALLOWED }, ...)`. The default policy, which
+ * refuses them, is what tests/security/ssrf_forms_test.ts proves.
+ */
+export const PRIVATE_TARGETS_ALLOWED = { webhookAllowPrivate: true } as const;
