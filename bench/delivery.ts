@@ -288,8 +288,11 @@ export async function runDeliveryBench(): Promise<string[]> {
     await migrate(db);
     const { port } = await receiver.next((l) => "port" in l) as { port: number };
     const base = `http://127.0.0.1:${port}`;
-    await addEndpoint({ db }, { url: `${base}/a` });
-    await addEndpoint({ db }, { url: `${base}/b`, eventTypes: ["file.stored", "file.deleted"] });
+    await addEndpoint({ db, config: { webhookAllowPrivate: true } }, { url: `${base}/a` });
+    await addEndpoint({ db, config: { webhookAllowPrivate: true } }, {
+      url: `${base}/b`,
+      eventTypes: ["file.stored", "file.deleted"],
+    });
     const report = ["Webhook delivery (bench/delivery.ts)"];
     // One endpoint for the latency run, so each event is one request.
     await db.sql`UPDATE webhook_endpoint SET is_active = false WHERE url LIKE '%/b'`;
