@@ -2,14 +2,13 @@ import assert from "node:assert/strict";
 import {
   AccountError,
   authenticate,
-  createApiToken,
   createUser,
   LOGIN_LIMITS,
   loginDelayMs,
   resolveSession,
-  revokeApiToken,
   startSession,
 } from "../src/auth/account_service.ts";
+import { createApiToken, revokeApiToken } from "../src/auth/token_service.ts";
 import type { Database } from "../src/db/db.ts";
 import { createApp } from "../app.ts";
 import { Browser, formField, login, testDeps } from "./helpers/app.ts";

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { createApiToken, createUser } from "../src/auth/account_service.ts";
+import { createUser } from "../src/auth/account_service.ts";
+import { createApiToken } from "../src/auth/token_service.ts";
 import { migrate } from "../src/db/migrate.ts";
 import { createApp } from "../app.ts";
 import { clientAddress, matchesRule } from "../src/http/client_address.ts";

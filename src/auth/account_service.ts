@@ -1,6 +1,6 @@
 /**
- * Accounts: users, browser sessions, API tokens and the login rate limit. Route handlers and
- * the CLI call these; SQL lives in the `*_repo.ts` files beside this one.
+ * Accounts: users, browser sessions and the login rate limit (API tokens: token_service.ts).
+ * Route handlers and the CLI call these; SQL lives in the `*_repo.ts` files beside this one.
  */
 import { createHash, randomBytes } from "node:crypto";
 import type { Database } from "../db/db.ts";
@@ -22,7 +22,6 @@ import {
   insertSession,
   type SessionWithUser,
 } from "./sessions_repo.ts";
-import { findUserByTokenHash, insertToken, revokeToken } from "./tokens_repo.ts";
 import {
   countRecentFailures,
   deleteLoginAttempt,
@@ -223,40 +222,6 @@ export async function resolveSession(
 /** Ends a session (logout). */
 export async function endSession(deps: AccountDeps, cookieValue: string): Promise<void> {
   await deleteSession(deps.db.sql, sha256Hex(cookieValue));
-}
-
-const TOKEN_PREFIX = "ptk_";
-
-/** Creates an API token for a user; the token is returned once and only its hash is stored. */
-export async function createApiToken(
-  deps: AccountDeps,
-  input: { email: string; name?: string },
-): Promise<{ id: string; token: string; user: User }> {
-  const email = normalizeEmail(input.email);
-  const user = await findUserByEmail(deps.db.sql, email);
-  if (!user) throw new AccountError("unknown_user", `Cannot create token: no user "${email}"`);
-  const token = TOKEN_PREFIX + randomBytes(32).toString("base64url");
-  const id = newId();
-  await insertToken(deps.db.sql, {
-    id,
-    userId: user.id,
-    name: (input.name ?? "").slice(0, 200),
-    tokenHash: sha256Hex(token),
-    tokenPrefix: token.slice(0, TOKEN_PREFIX.length + 6),
-  });
-  const { passwordHash: _hash, ...plain } = user;
-  return { id, token, user: plain };
-}
-
-/** Resolves a bearer token to its user, or null (unknown, revoked, or inactive user). */
-export async function resolveApiToken(deps: AccountDeps, token: string): Promise<User | null> {
-  if (!token.startsWith(TOKEN_PREFIX) || token.length > 200) return null;
-  return await findUserByTokenHash(deps.db.sql, sha256Hex(token));
-}
-
-/** Revokes a token by id. */
-export function revokeApiToken(deps: AccountDeps, tokenId: string): Promise<boolean> {
-  return revokeToken(deps.db.sql, tokenId);
 }
 
 /**

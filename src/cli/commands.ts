@@ -12,6 +12,8 @@ import { createStorage } from "../storage/storage_factory.ts";
 import { VERSION } from "../version.ts";
 import {
   tokenCreate,
+  tokenList,
+  tokenRevoke,
   userCreate,
   userList,
   userResetPassword,
@@ -104,8 +106,21 @@ export const COMMANDS: readonly CommandSpec[] = [
   },
   {
     path: "token create",
-    help: ["token create --email E", "create an API token for scripts [--name N]"],
+    help: [
+      "token create --email E",
+      "create an API token for scripts [--name N] [--expires-in-days D]",
+    ],
     run: (ctx) => tokenCreate(ctx.io, ctx.database()),
+  },
+  {
+    path: "token list",
+    help: ["token list --email E", "list a user's tokens (never the secrets)"],
+    run: (ctx) => tokenList(ctx.io, ctx.database()),
+  },
+  {
+    path: "token revoke",
+    help: ["token revoke ID", "revoke a token: it is refused from then on"],
+    run: (ctx) => tokenRevoke(ctx.io, ctx.database()),
   },
   {
     path: "storage check",

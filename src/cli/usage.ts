@@ -53,14 +53,29 @@ Lists users: id, email, admin, active, created.`,
   token: `Usage: portal token <command> [options]
 
 Manages API tokens for scripts.
-  create --email E        create a token and print it once [--name N]
+  create --email E        create a token and print it once [--name N] [--expires-in-days D]
+  list --email E          list a user's tokens (never the tokens themselves)
+  revoke ID               revoke a token: it is refused from then on
 Run "portal token <command> --help" for details.`,
-  "token create": `Usage: portal token create --email E [--name N]
+  "token create": `Usage: portal token create --email E [--name N] [--expires-in-days D]
 
 Creates an API token for the user and prints it once on standard output; only its hash is
 stored. Use it as "Authorization: Bearer <token>".
-  --email E   the user the token acts as
-  --name N    a label to recognise the token by`,
+  --email E             the user the token acts as
+  --name N              a label to recognise the token by
+  --expires-in-days D   refuse the token D days from now (1 to 3650); without it, the token
+                        works until it is revoked`,
+  "token list": `Usage: portal token list --email E
+
+Lists the user's tokens, oldest first: id, name, the first characters of the token, when it was
+created, last used (recorded at most once a minute), expires and was revoked, and its status
+(active, expired or revoked). The tokens themselves are not stored and cannot be shown.
+  --email E   the user whose tokens to list`,
+  "token revoke": `Usage: portal token revoke ID
+
+Revokes the token with this ID (from "portal token list"): every request with it is refused
+from then on, like an unknown token. Revoking cannot be undone; create a new token instead.
+Exits 1 when there is no such token or it was revoked already.`,
   "storage check": `Usage: portal storage check
 
 Writes, reads back and deletes a probe object on the configured storage backend and says

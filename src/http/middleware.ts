@@ -5,7 +5,8 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { getCookie } from "hono/cookie";
 import { timingSafeEqual } from "node:crypto";
-import { resolveApiToken, resolveSession, type User } from "../auth/account_service.ts";
+import { resolveSession, type User } from "../auth/account_service.ts";
+import { resolveApiToken } from "../auth/token_service.ts";
 import type { AppDeps, AppEnv } from "./app_env.ts";
 import { clientAddress } from "./client_address.ts";
 import { HttpError, wantsJson } from "./errors.ts";

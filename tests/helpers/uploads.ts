@@ -6,7 +6,8 @@
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { ListObjectsV2Command } from "@aws-sdk/client-s3";
-import { createApiToken, createUser, type User } from "../../src/auth/account_service.ts";
+import { createUser, type User } from "../../src/auth/account_service.ts";
+import { createApiToken } from "../../src/auth/token_service.ts";
 import { configFrom } from "../../src/config/config.ts";
 import type { Database } from "../../src/db/db.ts";
 import type { AppDeps } from "../../src/http/app_env.ts";

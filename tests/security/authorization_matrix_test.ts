@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import type { Hono } from "hono";
 import { createApp } from "../../app.ts";
-import { createApiToken, revokeApiToken } from "../../src/auth/account_service.ts";
+import { createApiToken, revokeApiToken } from "../../src/auth/token_service.ts";
 import type { AppEnv } from "../../src/http/app_env.ts";
 import { deliverDueOnce } from "../../src/webhooks/delivery_loop.ts";
 import { addEndpoint } from "../../src/webhooks/endpoint_service.ts";
