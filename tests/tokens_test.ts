@@ -494,3 +494,32 @@ async function countTokens(db: Database): Promise<number> {
   const [row] = await db.sql<{ count: number }[]>`SELECT count(*)::int AS count FROM api_tokens`;
   return row?.count ?? 0;
 }
+
+Deno.test("a token made with an expiring token ends no later than it: a leaked token cannot mint a lasting one", async () => {
+  await withUsers("tokens_not_after", async (db) => {
+    const app = createApp(testDeps(db));
+    const parent = await createApiToken({ db }, { email: "ada@example.org", expiresInDays: 2 });
+    const mint = async (body: Record<string, unknown>) => {
+      const response = await app.request("/api/v1/tokens", {
+        method: "POST",
+        headers: { ...bearer(parent.token), "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      assert.equal(response.status, 201);
+      return (await response.json() as { expires_at: string | null }).expires_at;
+    };
+    const parentEnds = parent.expiresAt!.toISOString();
+    assert.equal(await mint({ name: "no expiry asked" }), parentEnds, "capped at the parent's end");
+    assert.equal(await mint({ expires_in_days: 30 }), parentEnds, "a longer one is cut");
+    const shorter = await mint({ expires_in_days: 1 });
+    assert.ok(shorter !== null && new Date(shorter) < parent.expiresAt!, "a shorter one is kept");
+
+    const lasting = await createApiToken({ db }, { email: "ada@example.org" });
+    const response = await app.request("/api/v1/tokens", {
+      method: "POST",
+      headers: { ...bearer(lasting.token), "content-type": "application/json" },
+      body: "{}",
+    });
+    assert.equal((await response.json() as { expires_at: unknown }).expires_at, null);
+  });
+});

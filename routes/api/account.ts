@@ -49,6 +49,8 @@ export function accountApiRoutes(deps: AppDeps): Hono<AppEnv> {
       email: c.get("user")!.email,
       name,
       expiresInDays: days,
+      // A leaked token with an expiry must not mint itself a successor without one.
+      notAfter: c.get("tokenExpiresAt"),
     });
     return c.json({
       id: created.id,

@@ -14,6 +14,7 @@ import {
   insertToken,
   listTokens,
   revokeToken,
+  type TokenUser,
 } from "./tokens_repo.ts";
 import { findUserByEmail, type User } from "./users_repo.ts";
 
@@ -47,7 +48,13 @@ export function tokenDaysProblem(days: unknown): string | null {
  */
 export async function createApiToken(
   deps: AccountDeps,
-  input: { email: string; name?: string; expiresInDays?: number },
+  input: {
+    email: string;
+    name?: string;
+    expiresInDays?: number;
+    /** The latest the token may work: a token made with a token ends no later than it. */
+    notAfter?: Date | null;
+  },
 ): Promise<{ id: string; token: string; user: User; expiresAt: Date | null }> {
   const problem = input.expiresInDays === undefined ? null : tokenDaysProblem(input.expiresInDays);
   if (problem !== null) throw new RangeError(`Cannot create token: ${problem}`);
@@ -56,9 +63,11 @@ export async function createApiToken(
   if (!user) throw new AccountError("unknown_user", `Cannot create token: no user "${email}"`);
   const token = TOKEN_PREFIX + randomBytes(32).toString("base64url");
   const id = newId();
-  const expiresAt = input.expiresInDays === undefined
+  const asked = input.expiresInDays === undefined
     ? null
     : new Date(currentTime(deps).getTime() + input.expiresInDays * 86_400_000);
+  const cap = input.notAfter ?? null;
+  const expiresAt = cap === null ? asked : asked === null || cap < asked ? cap : asked;
   await insertToken(deps.db.sql, {
     id,
     userId: user.id,
@@ -75,7 +84,10 @@ export async function createApiToken(
  * Resolves a bearer token to its user, or null (unknown, revoked, expired, or inactive user).
  * Marks the token used, at most once a minute.
  */
-export async function resolveApiToken(deps: AccountDeps, token: string): Promise<User | null> {
+export async function resolveApiToken(
+  deps: AccountDeps,
+  token: string,
+): Promise<TokenUser | null> {
   if (!token.startsWith(TOKEN_PREFIX) || token.length > 200) return null;
   return await findUserByTokenHash(deps.db.sql, {
     tokenHash: sha256Hex(token),

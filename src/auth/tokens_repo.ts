@@ -41,14 +41,17 @@ export async function insertToken(
  * the token used: `last_used_at` is written at most once a minute, so a busy script does not
  * rewrite (and lock) its token row on every request.
  */
+/** A token's user, and when the token itself stops working (null: when revoked). */
+export type TokenUser = User & { tokenExpiresAt: Date | null };
+
 export async function findUserByTokenHash(
   sql: Queryable,
   input: { tokenHash: string; now: Date },
-): Promise<User | null> {
+): Promise<TokenUser | null> {
   // A data-modifying WITH runs to completion whether or not the outer query reads it.
-  const rows = await sql<User[]>`
+  const rows = await sql<TokenUser[]>`
     WITH found AS (
-      SELECT t.id AS token_id, u.id, u.email, u.is_admin, u.is_active, u.created_at
+      SELECT t.id AS token_id, t.expires_at, u.id, u.email, u.is_admin, u.is_active, u.created_at
       FROM api_tokens t JOIN users u ON u.id = t.user_id
       WHERE t.token_hash = ${input.tokenHash} AND t.revoked_at IS NULL
         AND (t.expires_at IS NULL OR t.expires_at > ${input.now}) AND u.is_active
@@ -59,7 +62,8 @@ export async function findUserByTokenHash(
         AND (t.last_used_at IS NULL
              OR t.last_used_at < ${input.now}::timestamptz - interval '1 minute')
     )
-    SELECT id, email, is_admin AS "isAdmin", is_active AS "isActive", created_at AS "createdAt"
+    SELECT id, email, is_admin AS "isAdmin", is_active AS "isActive", created_at AS "createdAt",
+           expires_at AS "tokenExpiresAt"
     FROM found`;
   return rows[0] ?? null;
 }

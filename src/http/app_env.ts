@@ -12,6 +12,8 @@ export interface AppVariables {
   logger: Logger;
   /** The signed-in user (session or bearer token), or null. */
   user: User | null;
+  /** When the request's bearer token stops working; null without one or without an expiry. */
+  tokenExpiresAt: Date | null;
   /** The browser session, when the request came with one. */
   session: SessionWithUser | null;
 }

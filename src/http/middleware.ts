@@ -29,6 +29,7 @@ export function requestContext(deps: AppDeps): MiddlewareHandler<AppEnv> {
     c.set("logger", logger);
     c.set("user", null);
     c.set("session", null);
+    c.set("tokenExpiresAt", null);
     const started = performance.now();
     try {
       await next();
@@ -121,6 +122,7 @@ export async function bearerUser(deps: AppDeps, c: Context<AppEnv>): Promise<Use
     );
   }
   c.set("user", user);
+  c.set("tokenExpiresAt", user.tokenExpiresAt);
   return user;
 }
 
