@@ -18,7 +18,7 @@ const child = new Deno.Command(Deno.execPath(), {
     `--lock=${new URL("../tests/deno.lock", import.meta.url).pathname}`,
     new URL("../tests/security/parsers_fuzz_test.ts", import.meta.url).pathname,
   ],
-  env: { FUZZ_RUNS: runs, FUZZ_SEED: seed },
+  env: { FUZZ_RUNS: runs, FUZZ_SEED: seed, FUZZ_CHECK_MEMORY: "1" },
   stdout: "inherit",
   stderr: "inherit",
 }).spawn();

@@ -17,9 +17,12 @@ export type RangeRequest =
  */
 export function parseRange(header: string | undefined, size: number): RangeRequest {
   if (header === undefined) return { kind: "none" };
-  const match = /^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$/i.exec(header);
+  // Trimmed first, and no two runs of whitespace meet without digits between them: a pattern
+  // like \s*(\d*)\s* backtracks quadratically on a long run of spaces (60 000 took 2.4 s).
+  const match = /^bytes[ \t]*=[ \t]*(?:(\d+)[ \t]*)?-[ \t]*(\d*)$/i.exec(header.trim());
   if (!match) return { kind: "none" };
-  const [, first, last] = match as unknown as [string, string, string];
+  const first = match[1] ?? "";
+  const last = match[2] ?? "";
   if (first === "" && last === "") return { kind: "none" };
   if (first === "") {
     // Suffix range: the last N bytes (§14.1.2).

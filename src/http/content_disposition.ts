@@ -49,11 +49,15 @@ export function safeFilename(filename: string): string {
   return name;
 }
 
-/** Printable ASCII only, accents dropped, and no "%" (some browsers percent-decode it). */
+/**
+ * Printable ASCII only, accents dropped, no "%" (some browsers percent-decode it) and no path
+ * separator.
+ */
 function asciiFallback(name: string): string {
   const ascii = name.normalize("NFKD")
     .replace(/[\u0300-\u036f]/g, "")
-    .replace(/[^\x20-\x7e]|[%\\"]/g, "_");
+    // After NFKD: a fullwidth solidus (U+FF0F) decomposes to "/", so separators go here too.
+    .replace(/[^\x20-\x7e]|[%\\"/]/g, "_");
   return ascii.trim() === "" ? FALLBACK_NAME : ascii;
 }
 

@@ -111,6 +111,9 @@ class MultipartReader {
   #maxHeaderBytes: number;
   #maxTotalBytes: number;
   #maxParts: number;
+  /** Where #append grows a buffer in place (see there), and how much of it is used. */
+  #store: Uint8Array | null = null;
+  #storeEnd = 0;
 
   constructor(body: ReadableStream<Uint8Array>, options: MultipartLimits & { boundary: string }) {
     this.#source = body.getReader();
@@ -206,6 +209,9 @@ class MultipartReader {
   }
 
   async #skipPreamble(): Promise<void> {
+    // Bytes already searched: each chunk is searched once (with a delimiter's overlap), so a
+    // preamble sent a byte at a time costs linear time, not quadratic.
+    let searched = 0;
     while (true) {
       const buffer = asBuffer(this.#buffer);
       if (buffer.byteLength >= this.#firstDelimiter.byteLength) {
@@ -213,7 +219,9 @@ class MultipartReader {
           this.#buffer = this.#buffer.subarray(this.#firstDelimiter.byteLength);
           return;
         }
-        const at = buffer.indexOf(this.#delimiter);
+        const from = Math.max(0, searched - this.#delimiter.byteLength + 1);
+        searched = buffer.byteLength;
+        const at = buffer.indexOf(this.#delimiter, from);
         if (at >= 0) {
           this.#buffer = this.#buffer.subarray(at + this.#delimiter.byteLength);
           return;
@@ -254,6 +262,7 @@ class MultipartReader {
   }
 
   async #readHeaders(): Promise<Map<string, string>> {
+    let searched = 0; // as in #skipPreamble
     while (true) {
       const buffer = asBuffer(this.#buffer);
       // A part without headers starts with the blank line itself.
@@ -261,14 +270,16 @@ class MultipartReader {
         this.#buffer = this.#buffer.subarray(2);
         return new Map();
       }
-      const end = buffer.indexOf(HEADER_END);
+      const end = buffer.indexOf(HEADER_END, Math.max(0, searched - HEADER_END.byteLength + 1));
+      searched = buffer.byteLength;
       if (end >= 0) {
         if (end > this.#maxHeaderBytes) break;
         const text = new TextDecoder().decode(this.#buffer.subarray(0, end));
         this.#buffer = this.#buffer.subarray(end + HEADER_END.byteLength);
         return parseHeaders(text);
       }
-      if (buffer.byteLength > this.#maxHeaderBytes) break;
+      // Headers of exactly maxHeaderBytes may wait for the rest of their blank line.
+      if (buffer.byteLength >= this.#maxHeaderBytes + HEADER_END.byteLength) break;
       if (!await this.#fill()) {
         throw new MultipartError("malformed", "the body ended inside a part's headers");
       }
@@ -294,9 +305,44 @@ class MultipartReader {
         `the request is larger than ${this.#maxTotalBytes} bytes`,
       );
     }
-    // The leftover is at most a delimiter's length in a body, so this copy stays small.
-    this.#buffer = this.#buffer.byteLength === 0 ? value : concat(this.#buffer, value);
+    this.#append(value);
     return true;
+  }
+
+  /**
+   * Adds `value` after the buffered bytes. In a part's body the leftover is at most a
+   * delimiter's length, so one exact copy is cheap. Where bytes pile up (a preamble or headers
+   * sent in tiny chunks) the buffer grows in a store of doubling size, appended to in place:
+   * linear in the bytes, not quadratic.
+   */
+  #append(value: Uint8Array): void {
+    const buffer = this.#buffer;
+    if (buffer.byteLength === 0) {
+      this.#buffer = value;
+      return;
+    }
+    const store = this.#store;
+    const end = buffer.byteOffset + buffer.byteLength;
+    if (
+      store !== null && buffer.buffer === store.buffer && end === this.#storeEnd &&
+      end + value.byteLength <= store.byteLength
+    ) {
+      store.set(value, end);
+      this.#storeEnd = end + value.byteLength;
+      this.#buffer = store.subarray(buffer.byteOffset, this.#storeEnd);
+      return;
+    }
+    const size = buffer.byteLength + value.byteLength;
+    if (buffer.byteLength < value.byteLength) {
+      this.#buffer = concat(buffer, value);
+      return;
+    }
+    const grown = new Uint8Array(size * 2);
+    grown.set(buffer, 0);
+    grown.set(value, buffer.byteLength);
+    this.#store = grown;
+    this.#storeEnd = size;
+    this.#buffer = grown.subarray(0, size);
   }
 }
 

@@ -366,6 +366,9 @@ Deno.test("the multipart reader streams a 256 MiB file part without holding it (
   const grown = (peak - before) / 1024 / 1024;
   console.log(`multipart 256 MiB part: rss grew ${grown.toFixed(1)} MiB at most`);
   // Chunks wait for the garbage collector, so rss grows some tens of MiB; a reader that held
-  // the part would grow by all 256.
-  assert.ok(grown < 128, `rss grew ${grown.toFixed(1)} MiB while streaming 256 MiB`);
+  // the part would grow by all 256. Asserted by `deno task fuzz` (alone on the machine): in the
+  // parallel test run other files share the process's rss, so there it is only printed.
+  if (Deno.env.get("FUZZ_CHECK_MEMORY") === "1") {
+    assert.ok(grown < 128, `rss grew ${grown.toFixed(1)} MiB while streaming 256 MiB`);
+  }
 });
